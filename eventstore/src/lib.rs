@@ -1,0 +1,12 @@
+//! The PostgreSQL event log: append with optimistic concurrency, read a
+//! stream, read the whole log in order, and relay the transactional outbox
+//! to Kafka. Shared by the write side, the relay and the replay CLI.
+
+pub mod envelope;
+pub mod relay;
+pub mod store;
+
+pub use envelope::{EventEnvelope, Metadata, NewEvent};
+pub use store::{
+    append, read_all_after, read_stream, stream_version, AppendError, Appended, ExpectedVersion,
+};

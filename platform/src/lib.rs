@@ -1,0 +1,9 @@
+//! Plumbing shared by every process of the system: database pools, Kafka
+//! configuration and topics, telemetry, graceful shutdown and the HTTP
+//! building blocks (problem+json errors, JSON extraction, health probes).
+
+pub mod db;
+pub mod http;
+pub mod kafka;
+pub mod shutdown;
+pub mod telemetry;
