@@ -1,0 +1,43 @@
+//! `outbox-relay`: publishes the event log's outbox to Kafka.
+//!
+//! Run several for availability: one holds the leader lock and publishes,
+//! the others wait as hot standbys and take over within about a second of
+//! its death.
+
+use anyhow::Context;
+use clap::Parser;
+use eventstore::relay::{Relay, RelayConfig};
+use platform::db::DbConfig;
+use platform::kafka::KafkaConfig;
+use platform::telemetry::TelemetryConfig;
+
+/// Relays events from the PostgreSQL outbox to Kafka (one topic per stream
+/// type, key = stream id, the envelope as JSON value, ids as headers),
+/// in order, at least once, never skipping an event.
+#[derive(Debug, Parser)]
+#[command(name = "outbox-relay", version)]
+struct Config {
+    #[command(flatten)]
+    db: DbConfig,
+    #[command(flatten)]
+    kafka: KafkaConfig,
+    #[command(flatten)]
+    relay: RelayConfig,
+    #[command(flatten)]
+    telemetry: TelemetryConfig,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    platform::telemetry::init("outbox-relay", &config.telemetry);
+    let pool = platform::db::connect_lazy(&config.db).context("configuring the database pool")?;
+    config
+        .kafka
+        .ensure_topics()
+        .await
+        .context("creating the Kafka topics")?;
+    let relay = Relay::new(pool, config.kafka, config.relay).context("starting the relay")?;
+    relay.run(platform::shutdown::on_signal()).await;
+    Ok(())
+}
