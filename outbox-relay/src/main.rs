@@ -32,12 +32,11 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     platform::telemetry::init("outbox-relay", &config.telemetry);
     let pool = platform::db::connect_lazy(&config.db).context("configuring the database pool")?;
-    config
-        .kafka
-        .ensure_topics()
-        .await
-        .context("creating the Kafka topics")?;
+    let shutdown = platform::shutdown::on_signal();
+    if !config.kafka.ensure_topics_when_available(&shutdown).await {
+        return Ok(());
+    }
     let relay = Relay::new(pool, config.kafka, config.relay).context("starting the relay")?;
-    relay.run(platform::shutdown::on_signal()).await;
+    relay.run(shutdown).await;
     Ok(())
 }

@@ -82,6 +82,25 @@ impl KafkaConfig {
         self.create_topics(&names).await
     }
 
+    /// Like [`Self::ensure_topics`], but keeps retrying (every 2 s) while the
+    /// broker is unreachable, so a process may start before Kafka. Returns
+    /// `false` if `shutdown` was cancelled first.
+    pub async fn ensure_topics_when_available(
+        &self,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> bool {
+        loop {
+            match self.ensure_topics().await {
+                Ok(()) => return true,
+                Err(error) => tracing::warn!(%error, "Kafka not ready; retrying"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return false,
+                () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    }
+
     /// Creates `names` with the configured partition count unless they exist.
     pub async fn create_topics(&self, names: &[String]) -> Result<(), KafkaSetupError> {
         let admin: AdminClient<DefaultClientContext> = self
