@@ -1,0 +1,70 @@
+//! Command-line / environment configuration of the `command-api` binary.
+
+use std::net::SocketAddr;
+
+use platform::db::DbConfig;
+use platform::telemetry::TelemetryConfig;
+
+/// Default listen address of the command API.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+
+/// Configuration of the command API; every option is also an environment variable.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "command-api",
+    version,
+    about = "HTTP API accepting product and order commands into the event log"
+)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "COMMAND_API_BIND", default_value = DEFAULT_BIND)]
+    pub bind: SocketAddr,
+
+    /// PostgreSQL connection (the event log).
+    #[command(flatten)]
+    pub db: DbConfig,
+
+    /// Logging.
+    #[command(flatten)]
+    pub telemetry: TelemetryConfig,
+
+    /// Do not apply pending database migrations at start-up (they are applied by default).
+    #[arg(long, env = "COMMAND_API_SKIP_MIGRATIONS")]
+    pub skip_migrations: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let config = Config::try_parse_from(["command-api"]).expect("defaults parse");
+        assert_eq!(config.bind.to_string(), DEFAULT_BIND);
+        assert!(!config.skip_migrations);
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let config = Config::try_parse_from([
+            "command-api",
+            "--bind",
+            "127.0.0.1:9999",
+            "--skip-migrations",
+            "--db-acquire-timeout-ms",
+            "500",
+        ])
+        .expect("flags parse");
+        assert_eq!(config.bind.port(), 9999);
+        assert!(config.skip_migrations);
+        assert_eq!(config.db.acquire_timeout_ms, 500);
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Config::command().debug_assert();
+    }
+}

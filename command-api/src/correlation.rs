@@ -1,0 +1,91 @@
+//! Per-request command ids (`X-Correlation-Id`) and W3C `traceparent` handling.
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+use uuid::Uuid;
+
+/// Response header carrying the request's command id.
+pub const CORRELATION_HEADER: HeaderName = HeaderName::from_static("x-correlation-id");
+
+/// The id (UUIDv7) given to one request; its events carry it as both
+/// `correlation_id` and `causation_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandId(pub Uuid);
+
+/// Middleware: assigns a fresh [`CommandId`] to the request, runs the rest of
+/// the stack inside a span carrying it, and echoes it as `X-Correlation-Id`.
+pub async fn assign_command_id(mut request: Request, next: Next) -> Response {
+    let id = Uuid::now_v7();
+    request.extensions_mut().insert(CommandId(id));
+    let span = tracing::info_span!("command", correlation_id = %id);
+    let mut response = next.run(request).instrument(span).await;
+    let value = HeaderValue::try_from(id.to_string()).expect("a uuid is a valid header value");
+    response.headers_mut().insert(CORRELATION_HEADER, value);
+    response
+}
+
+/// Whether `value` is a syntactically valid W3C `traceparent`
+/// (`version-traceid-parentid-flags`, lowercase hex, ids not all zero,
+/// version not `ff`; versions above `00` may append `-`-separated fields).
+pub fn is_valid_traceparent(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    if bytes.len() < 55 || (bytes.len() > 55 && bytes[55] != b'-') {
+        return false;
+    }
+    let fields = [(0, 2), (3, 35), (36, 52), (53, 55)];
+    let separators_ok = [2, 35, 52].iter().all(|&i| bytes[i] == b'-');
+    let hex_ok = fields.iter().all(|&(start, end)| {
+        bytes[start..end]
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    });
+    if !separators_ok || !hex_ok {
+        return false;
+    }
+    let version = &value[0..2];
+    let trace_id = &value[3..35];
+    let parent_id = &value[36..52];
+    version != "ff"
+        && (version != "00" || bytes.len() == 55)
+        && trace_id.bytes().any(|b| b != b'0')
+        && parent_id.bytes().any(|b| b != b'0')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn accepts_the_w3c_example() {
+        assert!(is_valid_traceparent(VALID));
+    }
+
+    #[test]
+    fn accepts_future_versions_with_extra_fields() {
+        assert!(is_valid_traceparent(
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"
+        ));
+    }
+
+    #[test]
+    fn rejects_malformed_values() {
+        for bad in [
+            "",
+            "garbage",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",
+        ] {
+            assert!(!is_valid_traceparent(bad), "{bad:?} should be refused");
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! `POST /orders`.
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use domain::order::{self, OrderCommand, OrderEvent, OrderStatus, RequestedLine, MAX_LINES};
+use domain::product::{self, ProductEvent};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::extract::{CommandHeaders, JsonBody};
+use crate::handling::load::load;
+use crate::handling::{execute, Attempt, Command, Reply};
+use crate::state::AppState;
+
+/// The order routes.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/orders", post(place))
+}
+
+/// Body of `POST /orders`. Unit prices are never taken from the client.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceOrderRequest {
+    /// Who orders (1..=64 characters).
+    pub user_id: String,
+    /// What is ordered (1..=50 lines, distinct products).
+    pub lines: Vec<OrderLineRequest>,
+    /// How it will be paid.
+    pub payment: PaymentRequest,
+}
+
+/// One requested line.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderLineRequest {
+    /// The product.
+    pub product_id: Uuid,
+    /// Units (1..=1000).
+    pub quantity: i64,
+}
+
+/// Payment details of an order.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRequest {
+    /// Opaque token the payment gateway will charge.
+    pub token: String,
+}
+
+/// Success body of `POST /orders`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPlaced {
+    /// The new order's id (UUIDv7).
+    pub order_id: Uuid,
+    /// The order stream's version after the append.
+    pub version: i64,
+    /// Global position of the last appended event.
+    pub position: i64,
+    /// The order's status (`PENDING`).
+    pub status: OrderStatus,
+}
+
+#[tracing::instrument(skip_all, fields(order_id, user_id = %body.value.user_id))]
+async fn place(
+    State(state): State<AppState>,
+    headers: CommandHeaders,
+    body: JsonBody<PlaceOrderRequest>,
+) -> Result<Reply, ApiError> {
+    let request = body.value;
+    let order_id = Uuid::now_v7();
+    tracing::Span::current().record("order_id", tracing::field::display(order_id));
+    let command = PlaceOrder {
+        order_id,
+        user_id: request.user_id,
+        lines: request
+            .lines
+            .into_iter()
+            .map(|line| RequestedLine {
+                product_id: line.product_id,
+                quantity: line.quantity,
+            })
+            .collect(),
+        payment_token: request.payment.token,
+        placed_at: Utc::now(),
+    };
+    execute(&state, &headers.into_context(&body.raw), &command).await
+}
+
+/// Places a new order priced from the product streams.
+struct PlaceOrder {
+    order_id: Uuid,
+    user_id: String,
+    lines: Vec<RequestedLine>,
+    payment_token: String,
+    placed_at: DateTime<Utc>,
+}
+
+impl Command for PlaceOrder {
+    type Response = OrderPlaced;
+    const SUCCESS: StatusCode = StatusCode::CREATED;
+
+    fn stream_id(&self) -> Uuid {
+        self.order_id
+    }
+
+    fn location(body: &serde_json::Value) -> Option<String> {
+        let id = body.get("order_id")?.as_str()?;
+        Some(format!("/orders/{id}"))
+    }
+
+    async fn attempt(
+        &self,
+        conn: &mut PgConnection,
+        attempt: &Attempt<'_>,
+    ) -> Result<OrderPlaced, ApiError> {
+        let loaded = load(conn, self.order_id, attempt.lock_stream(), order::evolve).await?;
+        attempt.check_if_match(self.order_id, loaded.version)?;
+        // An order with too many lines is refused by the domain before any
+        // price is needed: don't read a product stream per line for it.
+        let prices = if self.lines.len() <= MAX_LINES {
+            catalog_prices(conn, &self.lines).await?
+        } else {
+            HashMap::new()
+        };
+        let events = order::decide(
+            &loaded.state,
+            OrderCommand::Place {
+                user_id: self.user_id.clone(),
+                lines: self.lines.clone(),
+                payment_token: self.payment_token.clone(),
+                prices,
+                placed_at: self.placed_at,
+            },
+        )?;
+        let appended = attempt
+            .append::<OrderEvent>(conn, self.order_id, loaded.version, &events)
+            .await?;
+        let state = events.iter().fold(loaded.state, order::evolve);
+        Ok(OrderPlaced {
+            order_id: self.order_id,
+            version: appended.stream_version,
+            position: appended.last_position,
+            status: state.status().unwrap_or(OrderStatus::Pending),
+        })
+    }
+}
+
+/// Current catalog price of each registered product among `lines`; products
+/// that do not exist (or ids of other kinds of streams) are left out.
+#[tracing::instrument(skip_all, fields(lines = lines.len()))]
+async fn catalog_prices(
+    conn: &mut PgConnection,
+    lines: &[RequestedLine],
+) -> Result<HashMap<Uuid, i64>, ApiError> {
+    let mut prices = HashMap::with_capacity(lines.len());
+    for line in lines {
+        if prices.contains_key(&line.product_id) {
+            continue;
+        }
+        let loaded =
+            match load::<ProductEvent, _>(conn, line.product_id, false, product::evolve).await {
+                Ok(loaded) => loaded,
+                Err(ApiError::ForeignStream { .. }) => continue,
+                Err(error) => return Err(error),
+            };
+        if let Some(price) = loaded.state.price_cents() {
+            prices.insert(line.product_id, price);
+        }
+    }
+    Ok(prices)
+}

@@ -1,0 +1,55 @@
+//! Building the router and running the server.
+
+use anyhow::Context;
+use axum::http::StatusCode;
+use axum::{middleware, Router};
+use platform::http::{database_readiness, health_router, with_common_layers, Problem};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::correlation;
+use crate::routes;
+use crate::state::AppState;
+
+/// The whole HTTP API: command routes, health probes, the common layers
+/// (body limit, tracing, panics → 500) and the `X-Correlation-Id` middleware.
+pub fn router(state: AppState) -> Router {
+    let readiness = database_readiness(state.pool.clone());
+    let commands = Router::new()
+        .merge(routes::products::router())
+        .merge(routes::orders::router())
+        .with_state(state);
+    let app = commands
+        .merge(health_router(readiness))
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "this route does not accept this method",
+            )
+        });
+    with_common_layers(app).layer(middleware::from_fn(correlation::assign_command_id))
+}
+
+/// Runs the command API until `shutdown` is cancelled: sets up logging,
+/// connects to PostgreSQL (lazily), applies migrations unless
+/// `--skip-migrations`, binds `config.bind` and serves.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    platform::telemetry::init("command-api", &config.telemetry);
+    let pool = platform::db::connect_lazy(&config.db).context("invalid database configuration")?;
+    if !config.skip_migrations {
+        platform::db::migrate(&pool)
+            .await
+            .context("applying database migrations")?;
+    }
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("binding {}", config.bind))?;
+    platform::http::serve(listener, router(AppState::new(pool.clone())), shutdown)
+        .await
+        .context("serving HTTP")?;
+    pool.close().await;
+    Ok(())
+}

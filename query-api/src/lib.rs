@@ -1,0 +1,117 @@
+//! The query API: HTTP over the read models only, connected with a role that
+//! can only SELECT them (guarantee 7).
+//!
+//! `GET /products`, `GET /products/{id}`, `GET /orders/{id}` and
+//! `GET /users/{user_id}/orders`, plus the health probes. Single-entity reads
+//! accept `?min_version=N` (see [`consistency`]).
+
+pub mod config;
+pub mod consistency;
+pub mod error;
+pub mod extract;
+pub mod model;
+pub mod pagination;
+pub mod routes;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::http::StatusCode;
+use axum::Router;
+use platform::http::Problem;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Config, Settings};
+pub use consistency::{STALE_HEADER, VERSION_HEADER};
+pub use error::ApiError;
+
+/// The `application_name` of the API's database sessions.
+pub const APPLICATION_NAME: &str = "query-api";
+
+/// What every handler shares: the read-only pool and the settings.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pool: PgPool,
+    settings: Arc<Settings>,
+}
+
+impl AppState {
+    /// State over `pool` (which should be connected as the query role).
+    pub fn new(pool: PgPool, settings: Settings) -> Self {
+        Self {
+            pool,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// The database pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The request-handling settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+}
+
+/// The whole HTTP API: resources, health probes and the common layers.
+pub fn router(state: AppState) -> Router {
+    let health =
+        platform::http::health_router(platform::http::database_readiness(state.pool.clone()));
+    let api = Router::new()
+        .merge(routes::products::router())
+        .merge(routes::orders::router())
+        .with_state(state)
+        .merge(health)
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "the query API only answers GET",
+            )
+        });
+    platform::http::with_common_layers(api)
+}
+
+/// A lazily connecting pool for `config`: the process starts (and reports
+/// not ready) while the database is down. Its sessions are named
+/// [`APPLICATION_NAME`] and read-only by default, a second line of defence
+/// behind the SELECT-only role.
+pub fn connect(config: &Config) -> anyhow::Result<PgPool> {
+    let pool = platform::db::connect_lazy(&config.db_config())
+        .context("parsing --database-url (QUERY_DATABASE_URL)")?;
+    let options = (*pool.connect_options())
+        .clone()
+        .application_name(APPLICATION_NAME)
+        .options([("default_transaction_read_only", "on")]);
+    pool.set_connect_options(options);
+    Ok(pool)
+}
+
+/// Runs the API on `config.bind` until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("binding {}", config.bind))?;
+    run_on(listener, config, shutdown).await
+}
+
+/// Runs the API on an already bound `listener` (tests bind port 0) until
+/// `shutdown` is cancelled; `config.bind` is ignored.
+pub async fn run_on(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let pool = connect(&config)?;
+    let app = router(AppState::new(pool.clone(), config.settings()));
+    platform::http::serve(listener, app, shutdown)
+        .await
+        .context("serving HTTP")?;
+    pool.close().await;
+    Ok(())
+}
