@@ -1,0 +1,77 @@
+//! `read.orders`: one row per order stream with its status, lines and total.
+
+use async_trait::async_trait;
+use domain::order::{OrderEvent, OrderStatus};
+use eventstore::EventEnvelope;
+use sqlx::PgConnection;
+
+use super::{Projection, Schema, VersionTable};
+use crate::apply::ApplyError;
+
+/// Builds `read.orders` from the `orders` streams.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrdersProjection;
+
+#[async_trait]
+impl Projection for OrdersProjection {
+    fn name(&self) -> &'static str {
+        "orders"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["orders"]
+    }
+
+    fn stream_types(&self) -> &'static [&'static str] {
+        &["orders"]
+    }
+
+    fn version_table(&self) -> VersionTable {
+        VersionTable {
+            table: "orders",
+            key: "order_id",
+            has_updated_at: true,
+        }
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        schema: Schema,
+        event: &EventEnvelope,
+    ) -> Result<(), ApplyError> {
+        let table = schema.table("orders");
+        let decoded: OrderEvent = event
+            .decode()
+            .map_err(|source| ApplyError::decode(event, source))?;
+        match decoded {
+            OrderEvent::OrderPlaced {
+                user_id,
+                lines,
+                total_cents,
+                payment_token: _,
+                placed_at,
+            } => {
+                let lines = serde_json::to_value(&lines).expect("order lines serialize");
+                sqlx::query(&format!(
+                    "INSERT INTO {table}
+                         (order_id, user_id, status, reason, lines, total_cents, version, placed_at, updated_at)
+                     VALUES ($1, $2, $3, NULL, $4, $5, $6, $7, $8)
+                     ON CONFLICT (order_id) DO NOTHING"
+                ))
+                .bind(event.stream_id)
+                .bind(user_id)
+                .bind(OrderStatus::Pending.as_str())
+                .bind(lines)
+                .bind(total_cents)
+                .bind(event.stream_version)
+                .bind(placed_at)
+                .bind(event.recorded_at)
+                .execute(conn)
+                .await
+                .map_err(|source| ApplyError::database(format!("inserting into {table}"), source))?;
+            }
+        }
+        Ok(())
+    }
+}
