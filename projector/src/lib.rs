@@ -17,7 +17,6 @@ pub mod projection;
 pub mod replay;
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
@@ -32,17 +31,8 @@ pub use replay::{replay, ProgressMode, ReplayError, ReplayOptions, ReplaySummary
 /// consumes them.
 pub async fn run(config: ProjectorConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let pool = platform::db::connect_lazy(&config.db).context("invalid database URL")?;
-    let mut wait = Duration::from_millis(500);
-    loop {
-        match config.kafka.ensure_topics().await {
-            Ok(()) => break,
-            Err(error) => tracing::warn!(%error, "cannot create the event topics; retrying"),
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            () = tokio::time::sleep(wait) => {}
-        }
-        wait = (wait * 2).min(Duration::from_secs(10));
+    if !config.kafka.ensure_topics_when_available(&shutdown).await {
+        return Ok(());
     }
     consume(pool, &config.kafka, config.consumer_settings(), shutdown)
         .await
