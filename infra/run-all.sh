@@ -26,7 +26,7 @@ declare -a pids=()
 declare -A name_of=()
 
 # prefix NAME: copy stdin to stdout, line by line, prefixed and flushed immediately.
-prefix() { awk -v p="[$1] " '{ print p $0; fflush() }'; }
+prefix() { sed -u "s/^/[$1] /"; }
 
 stop_all() {
     local pid deadline=$((SECONDS + STOP_TIMEOUT))

@@ -1,5 +1,7 @@
 //! Logging and tracing set-up, the same for every process.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
 /// Log output format.
