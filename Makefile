@@ -19,12 +19,14 @@ RUST_LOG ?= info
 # Extra args: `make test TEST_ARGS='--test-threads=4'`, `make test CARGO_TEST_FLAGS='-p eventstore'`.
 CARGO_TEST_FLAGS ?=
 TEST_ARGS ?=
+REPLAY_ARGS ?=
+BENCH_ARGS ?=
 
 # Processes started by `make run` (missing binaries are skipped with a warning).
 # Extend when new services land, e.g. `PROCS += saga-worker payment-gateway`.
 PROCS ?= command-api outbox-relay projector query-api
 
-.PHONY: help infra-up infra-down infra-clean infra-status build test lint run demo
+.PHONY: help infra-up infra-down infra-clean infra-status build test lint run demo bench replay
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-13s %s\n", $$1, $$2 }'
@@ -58,6 +60,13 @@ run: infra-up build ## run all services in the foreground (Ctrl-C stops all)
 	PROCS='$(PROCS)' BIN_DIR='$(BIN_DIR)' DATABASE_URL='$(DATABASE_URL)' \
 		QUERY_DATABASE_URL='$(QUERY_DATABASE_URL)' KAFKA_BROKERS='$(KAFKA_BROKERS)' RUST_LOG='$(RUST_LOG)' \
 		bash infra/run-all.sh
+
+replay: build ## rebuild every read model from the event log (REPLAY_ARGS='--projection orders')
+	DATABASE_URL='$(DATABASE_URL)' $(BIN_DIR)/projector replay $(REPLAY_ARGS)
+
+bench: ## measure a running system (start it with `make run` first; BENCH_ARGS='--orders 5000')
+	$(CARGO) build --release -p bench
+	$(CARGO_TARGET_DIR)/release/bench $(BENCH_ARGS)
 
 demo: ## end-to-end demo (not yet)
 	@echo "demo arrives with the saga (issue 3)"

@@ -28,12 +28,18 @@ pub fn init(service: &str, config: &TelemetryConfig) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rdkafka=warn"));
     let registry = tracing_subscriber::registry().with(filter);
+    // Logs go to stderr (stdout stays free for a command's own output),
+    // coloured only when a person is watching.
+    let ansi = std::io::stderr().is_terminal();
     let result = match config.log_format {
-        LogFormat::Plain => registry.with(fmt::layer().with_target(true)).try_init(),
+        LogFormat::Plain => registry
+            .with(fmt::layer().with_writer(std::io::stderr).with_ansi(ansi))
+            .try_init(),
         LogFormat::Json => registry
             .with(
                 fmt::layer()
                     .json()
+                    .with_writer(std::io::stderr)
                     .with_current_span(true)
                     .with_span_list(false),
             )
