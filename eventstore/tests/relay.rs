@@ -254,3 +254,55 @@ async fn only_one_relay_is_active_and_a_standby_takes_over() {
         .collect();
     assert_eq!(versions, [6, 7, 8, 9, 10]);
 }
+
+#[tokio::test]
+async fn while_kafka_is_unreachable_nothing_leaves_the_outbox_and_a_later_relay_delivers_it_all() {
+    let (db, kafka) = (TestDatabase::create().await, TestKafka::create().await);
+    let stream = Uuid::now_v7();
+    for n in 1..=3 {
+        append_committed(
+            &db.pool,
+            "orders",
+            stream,
+            ExpectedVersion::Any,
+            &[event(n)],
+        )
+        .await
+        .unwrap();
+    }
+
+    // A relay whose broker is down: deliveries time out, nothing is removed.
+    let unreachable =
+        platform::kafka::KafkaConfig::new("127.0.0.1:1", kafka.config.topic_prefix.clone());
+    let config = RelayConfig {
+        poll_interval_ms: 100,
+        delivery_timeout_ms: 1000,
+        ..RelayConfig::default()
+    };
+    let relay = Relay::new(db.pool.clone(), unreachable, config).unwrap();
+    let mut role = relay.role();
+    let stop = CancellationToken::new();
+    let handle = tokio::spawn({
+        let stop = stop.clone();
+        async move { relay.run(stop).await }
+    });
+    role.wait_for(|r| *r == RelayRole::Leader).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        count(&db.pool, "eventstore.outbox").await,
+        3,
+        "undelivered events left the outbox"
+    );
+    stop.cancel();
+    handle.await.unwrap();
+
+    // Once Kafka is reachable, everything arrives, in order.
+    let probe = kafka.probe(&["orders"]);
+    let (_relay, _) = start_relay(&db, &kafka, 100);
+    let records = probe.read(3, WAIT).await;
+    let versions: Vec<i64> = records
+        .iter()
+        .map(|r| r.value["stream_version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, [1, 2, 3]);
+}
