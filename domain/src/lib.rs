@@ -18,7 +18,9 @@
 
 pub mod event;
 pub mod order;
+pub mod payment;
 pub mod product;
+pub mod saga;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -13,6 +13,8 @@ use uuid::Uuid;
 
 use crate::event::{self, DomainEvent, EventDecodeError};
 
+mod lifecycle;
+
 /// Longest user id accepted, in characters (Unicode scalar values).
 pub const MAX_USER_ID_CHARS: usize = 64;
 /// Most lines an order may have.
@@ -98,6 +100,10 @@ pub struct Order {
     pub status: OrderStatus,
     /// When it was placed.
     pub placed_at: DateTime<Utc>,
+    /// Why it was rejected or cancelled.
+    pub reason: Option<String>,
+    /// The payment taken for it, once requested.
+    pub payment_id: Option<Uuid>,
 }
 
 /// State of an order stream.
@@ -151,6 +157,30 @@ pub enum OrderCommand {
         /// When the order is placed (the caller's clock).
         placed_at: DateTime<Utc>,
     },
+    /// Every line is reserved; payment `payment_id` is being taken.
+    MarkAwaitingPayment {
+        /// The payment stream's id.
+        payment_id: Uuid,
+    },
+    /// The payment was captured.
+    Confirm {
+        /// The captured payment.
+        payment_id: Uuid,
+    },
+    /// Stock could not be reserved.
+    Reject {
+        /// Why, naming the line.
+        reason: String,
+    },
+    /// Cancel the order (by the user, or by the saga after a declined or
+    /// timed-out payment). Refused once the payment is captured.
+    Cancel {
+        /// Why.
+        reason: String,
+        /// Whether the order's payment has been captured (the caller looks
+        /// at the payment stream).
+        payment_captured: bool,
+    },
 }
 
 /// Something that happened to an order. Payload field names are a public contract.
@@ -170,11 +200,37 @@ pub enum OrderEvent {
         /// When it was placed.
         placed_at: DateTime<Utc>,
     },
+    /// Every line is reserved; the status is `AWAITING_PAYMENT`.
+    OrderAwaitingPayment {
+        /// The payment being taken.
+        payment_id: Uuid,
+    },
+    /// The payment was captured; the status is `CONFIRMED`.
+    OrderConfirmed {
+        /// The captured payment.
+        payment_id: Uuid,
+    },
+    /// Stock could not be reserved; the status is `REJECTED`.
+    OrderRejected {
+        /// Why, naming the line.
+        reason: String,
+    },
+    /// The order was cancelled; the status is `CANCELLED`.
+    OrderCancelled {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl OrderEvent {
     /// Every event type of the `"orders"` stream, as stored in the log.
-    pub const EVENT_TYPES: &'static [&'static str] = &["OrderPlaced"];
+    pub const EVENT_TYPES: &'static [&'static str] = &[
+        "OrderPlaced",
+        "OrderAwaitingPayment",
+        "OrderConfirmed",
+        "OrderRejected",
+        "OrderCancelled",
+    ];
 }
 
 impl DomainEvent for OrderEvent {
@@ -183,6 +239,10 @@ impl DomainEvent for OrderEvent {
     fn event_type(&self) -> &'static str {
         match self {
             OrderEvent::OrderPlaced { .. } => "OrderPlaced",
+            OrderEvent::OrderAwaitingPayment { .. } => "OrderAwaitingPayment",
+            OrderEvent::OrderConfirmed { .. } => "OrderConfirmed",
+            OrderEvent::OrderRejected { .. } => "OrderRejected",
+            OrderEvent::OrderCancelled { .. } => "OrderCancelled",
         }
     }
 
@@ -257,6 +317,20 @@ pub enum OrderError {
     /// The order total does not fit in an i64 number of cents.
     #[error("order total is too large")]
     TotalOverflow,
+    /// A lifecycle command on an order that does not exist.
+    #[error("order does not exist")]
+    NotPlaced,
+    /// Cancel after the payment was captured.
+    #[error("order cannot be cancelled: its payment has been captured")]
+    PaymentCaptured,
+    /// A lifecycle command the order's status does not allow.
+    #[error("order is {status}; it cannot be {action}")]
+    InvalidTransition {
+        /// The order's status.
+        status: OrderStatus,
+        /// What was asked, e.g. "confirmed".
+        action: &'static str,
+    },
 }
 
 /// Checks `command` against `state` and returns the events it produces.
@@ -274,6 +348,15 @@ pub fn decide(state: &OrderState, command: OrderCommand) -> Result<Vec<OrderEven
             prices,
             placed_at,
         } => place(state, user_id, &lines, payment_token, &prices, placed_at),
+        OrderCommand::MarkAwaitingPayment { payment_id } => {
+            lifecycle::mark_awaiting_payment(state, payment_id)
+        }
+        OrderCommand::Confirm { payment_id } => lifecycle::confirm(state, payment_id),
+        OrderCommand::Reject { reason } => lifecycle::reject(state, reason),
+        OrderCommand::Cancel {
+            reason,
+            payment_captured,
+        } => lifecycle::cancel(state, reason, payment_captured),
     }
 }
 
@@ -375,8 +458,11 @@ pub fn evolve(state: OrderState, event: &OrderEvent) -> OrderState {
             total_cents: *total_cents,
             status: OrderStatus::Pending,
             placed_at: *placed_at,
+            reason: None,
+            payment_id: None,
         }),
-        (state @ OrderState::Placed(_), OrderEvent::OrderPlaced { .. }) => state,
+        (OrderState::Placed(order), event) => OrderState::Placed(lifecycle::evolve(order, event)),
+        (state @ OrderState::NotPlaced, _) => state,
     }
 }
 

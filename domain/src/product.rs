@@ -2,7 +2,10 @@
 //!
 //! Stream type `"inventory"`; the stream id is the product id (a `Uuid`).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::event::{self, DomainEvent, EventDecodeError};
 
@@ -22,6 +25,28 @@ pub struct Product {
     pub reserved: i64,
     /// Units sold (reserved and paid).
     pub sold: i64,
+    /// Every reservation ever made on this product, by order id.
+    pub reservations: BTreeMap<Uuid, Reservation>,
+}
+
+/// Stock held for one order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    /// Units held.
+    pub quantity: i64,
+    /// Where the reservation stands.
+    pub status: ReservationStatus,
+}
+
+/// Life of a reservation: held, then either given back or sold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationStatus {
+    /// The units are held for the order.
+    Active,
+    /// The units went back to the available stock.
+    Released,
+    /// The units were sold to the order.
+    Committed,
 }
 
 impl Product {
@@ -80,6 +105,25 @@ pub enum ProductCommand {
         /// Units added (> 0).
         quantity: i64,
     },
+    /// Hold units for an order. Keyed by order id: reserving twice for the
+    /// same order changes nothing.
+    Reserve {
+        /// The order the units are held for.
+        order_id: Uuid,
+        /// Units to hold (> 0).
+        quantity: i64,
+    },
+    /// Give an order's held units back (compensation). Nothing to release
+    /// is not an error.
+    Release {
+        /// The order whose reservation is released.
+        order_id: Uuid,
+    },
+    /// Turn an order's held units into sold units (the order was paid).
+    Commit {
+        /// The order whose reservation is sold.
+        order_id: Uuid,
+    },
 }
 
 /// Something that happened to a product. Payload field names are a public contract.
@@ -100,11 +144,48 @@ pub enum ProductEvent {
         /// Units added.
         quantity: i64,
     },
+    /// Units were held for an order (available → reserved).
+    StockReserved {
+        /// The order.
+        order_id: Uuid,
+        /// Units held.
+        quantity: i64,
+    },
+    /// An order's held units went back (reserved → available).
+    ReservationReleased {
+        /// The order.
+        order_id: Uuid,
+        /// Units given back.
+        quantity: i64,
+    },
+    /// An order's held units were sold (reserved → sold).
+    ReservationCommitted {
+        /// The order.
+        order_id: Uuid,
+        /// Units sold.
+        quantity: i64,
+    },
 }
 
 impl ProductEvent {
     /// Every event type of the `"inventory"` stream, as stored in the log.
-    pub const EVENT_TYPES: &'static [&'static str] = &["ProductRegistered", "ProductRestocked"];
+    pub const EVENT_TYPES: &'static [&'static str] = &[
+        "ProductRegistered",
+        "ProductRestocked",
+        "StockReserved",
+        "ReservationReleased",
+        "ReservationCommitted",
+    ];
+
+    /// The order an event concerns, for reservation events.
+    pub fn order_id(&self) -> Option<Uuid> {
+        match self {
+            ProductEvent::ProductRegistered { .. } | ProductEvent::ProductRestocked { .. } => None,
+            ProductEvent::StockReserved { order_id, .. }
+            | ProductEvent::ReservationReleased { order_id, .. }
+            | ProductEvent::ReservationCommitted { order_id, .. } => Some(*order_id),
+        }
+    }
 }
 
 impl DomainEvent for ProductEvent {
@@ -114,6 +195,9 @@ impl DomainEvent for ProductEvent {
         match self {
             ProductEvent::ProductRegistered { .. } => "ProductRegistered",
             ProductEvent::ProductRestocked { .. } => "ProductRestocked",
+            ProductEvent::StockReserved { .. } => "StockReserved",
+            ProductEvent::ReservationReleased { .. } => "ReservationReleased",
+            ProductEvent::ReservationCommitted { .. } => "ReservationCommitted",
         }
     }
 
@@ -170,6 +254,17 @@ pub enum ProductError {
     /// The stock would exceed what an i64 can count.
     #[error("quantity is too large: the product's stock would exceed {}", i64::MAX)]
     StockOverflow,
+    /// Fewer units are available than the reservation asks for.
+    #[error("not enough stock: requested {requested}, available {available}")]
+    InsufficientStock {
+        /// Units asked for.
+        requested: i64,
+        /// Units free to reserve.
+        available: i64,
+    },
+    /// Commit of a reservation that is not held (never made, or released).
+    #[error("order {0} holds no reservation on this product")]
+    NoActiveReservation(Uuid),
 }
 
 /// Checks `command` against `state` and returns the events it produces.
@@ -189,6 +284,62 @@ pub fn decide(
             initial_stock,
         } => register(state, &name, price_cents, initial_stock),
         ProductCommand::Restock { quantity } => restock(state, quantity),
+        ProductCommand::Reserve { order_id, quantity } => reserve(state, order_id, quantity),
+        ProductCommand::Release { order_id } => release(state, order_id),
+        ProductCommand::Commit { order_id } => commit(state, order_id),
+    }
+}
+
+fn reserve(
+    state: &ProductState,
+    order_id: Uuid,
+    quantity: i64,
+) -> Result<Vec<ProductEvent>, ProductError> {
+    let product = state.product().ok_or(ProductError::NotRegistered)?;
+    if product.reservations.contains_key(&order_id) {
+        return Ok(vec![]);
+    }
+    if quantity <= 0 {
+        return Err(ProductError::NonPositiveQuantity(quantity));
+    }
+    if product.available < quantity {
+        return Err(ProductError::InsufficientStock {
+            requested: quantity,
+            available: product.available,
+        });
+    }
+    Ok(vec![ProductEvent::StockReserved { order_id, quantity }])
+}
+
+fn release(state: &ProductState, order_id: Uuid) -> Result<Vec<ProductEvent>, ProductError> {
+    let product = state.product().ok_or(ProductError::NotRegistered)?;
+    Ok(match product.reservations.get(&order_id) {
+        Some(Reservation {
+            quantity,
+            status: ReservationStatus::Active,
+        }) => vec![ProductEvent::ReservationReleased {
+            order_id,
+            quantity: *quantity,
+        }],
+        _ => vec![],
+    })
+}
+
+fn commit(state: &ProductState, order_id: Uuid) -> Result<Vec<ProductEvent>, ProductError> {
+    let product = state.product().ok_or(ProductError::NotRegistered)?;
+    match product.reservations.get(&order_id) {
+        Some(Reservation {
+            quantity,
+            status: ReservationStatus::Active,
+        }) => Ok(vec![ProductEvent::ReservationCommitted {
+            order_id,
+            quantity: *quantity,
+        }]),
+        Some(Reservation {
+            status: ReservationStatus::Committed,
+            ..
+        }) => Ok(vec![]),
+        _ => Err(ProductError::NoActiveReservation(order_id)),
     }
 }
 
@@ -241,7 +392,7 @@ fn restock(state: &ProductState, quantity: i64) -> Result<Vec<ProductEvent>, Pro
 /// state (only possible with a corrupted log, since [`decide`] never emits one)
 /// leaves the state unchanged; stock arithmetic saturates instead of overflowing.
 pub fn evolve(state: ProductState, event: &ProductEvent) -> ProductState {
-    match (state, event) {
+    let mut product = match (state, event) {
         (
             ProductState::Unregistered,
             ProductEvent::ProductRegistered {
@@ -249,19 +400,52 @@ pub fn evolve(state: ProductState, event: &ProductEvent) -> ProductState {
                 price_cents,
                 initial_stock,
             },
-        ) => ProductState::Registered(Product {
-            name: name.clone(),
-            price_cents: *price_cents,
-            available: *initial_stock,
-            reserved: 0,
-            sold: 0,
-        }),
-        (ProductState::Registered(mut product), ProductEvent::ProductRestocked { quantity }) => {
-            product.available = product.available.saturating_add(*quantity);
-            ProductState::Registered(product)
+        ) => {
+            return ProductState::Registered(Product {
+                name: name.clone(),
+                price_cents: *price_cents,
+                available: *initial_stock,
+                reserved: 0,
+                sold: 0,
+                reservations: BTreeMap::new(),
+            })
         }
-        (state @ ProductState::Registered(_), ProductEvent::ProductRegistered { .. })
-        | (state @ ProductState::Unregistered, ProductEvent::ProductRestocked { .. }) => state,
+        (ProductState::Registered(product), _) => product,
+        (state, _) => return state,
+    };
+    match event {
+        ProductEvent::ProductRegistered { .. } => {}
+        ProductEvent::ProductRestocked { quantity } => {
+            product.available = product.available.saturating_add(*quantity);
+        }
+        ProductEvent::StockReserved { order_id, quantity } => {
+            product.available = product.available.saturating_sub(*quantity);
+            product.reserved = product.reserved.saturating_add(*quantity);
+            product.reservations.insert(
+                *order_id,
+                Reservation {
+                    quantity: *quantity,
+                    status: ReservationStatus::Active,
+                },
+            );
+        }
+        ProductEvent::ReservationReleased { order_id, quantity } => {
+            product.reserved = product.reserved.saturating_sub(*quantity);
+            product.available = product.available.saturating_add(*quantity);
+            set_status(&mut product, *order_id, ReservationStatus::Released);
+        }
+        ProductEvent::ReservationCommitted { order_id, quantity } => {
+            product.reserved = product.reserved.saturating_sub(*quantity);
+            product.sold = product.sold.saturating_add(*quantity);
+            set_status(&mut product, *order_id, ReservationStatus::Committed);
+        }
+    }
+    ProductState::Registered(product)
+}
+
+fn set_status(product: &mut Product, order_id: Uuid, status: ReservationStatus) {
+    if let Some(reservation) = product.reservations.get_mut(&order_id) {
+        reservation.status = status;
     }
 }
 

@@ -311,6 +311,8 @@ fn placed_order_starts_pending() {
             total_cents: 2_500,
             status: OrderStatus::Pending,
             placed_at: at(),
+            reason: None,
+            payment_id: None,
         })
     );
     assert_eq!(state.status(), Some(OrderStatus::Pending));
@@ -411,11 +413,153 @@ fn error_messages_are_clear() {
 // ---- event encoding ----
 
 fn every_event() -> Vec<OrderEvent> {
-    vec![placed(
-        "alice",
-        vec![line(MUG, 2, 1_250), line(CUP, 3, 300)],
-        3_400,
-    )]
+    vec![
+        placed("alice", vec![line(MUG, 2, 1_250), line(CUP, 3, 300)], 3_400),
+        OrderEvent::OrderAwaitingPayment {
+            payment_id: PAYMENT,
+        },
+        OrderEvent::OrderConfirmed {
+            payment_id: PAYMENT,
+        },
+        OrderEvent::OrderRejected {
+            reason: "no stock".into(),
+        },
+        OrderEvent::OrderCancelled {
+            reason: "cancelled by user".into(),
+        },
+    ]
+}
+
+const PAYMENT: Uuid = Uuid::from_u128(0x77);
+
+fn placed_order() -> OrderEvent {
+    placed("alice", vec![line(MUG, 2, 1_250)], 2_500)
+}
+
+fn awaiting() -> OrderEvent {
+    OrderEvent::OrderAwaitingPayment {
+        payment_id: PAYMENT,
+    }
+}
+
+// ---- lifecycle ----
+
+#[test]
+fn a_pending_order_moves_to_payment_then_confirmed() {
+    given(&[placed_order()])
+        .when(OrderCommand::MarkAwaitingPayment {
+            payment_id: PAYMENT,
+        })
+        .then(vec![awaiting()]);
+    given(&[placed_order(), awaiting()])
+        .when(OrderCommand::Confirm {
+            payment_id: PAYMENT,
+        })
+        .then(vec![OrderEvent::OrderConfirmed {
+            payment_id: PAYMENT,
+        }]);
+}
+
+#[test]
+fn lifecycle_steps_repeated_change_nothing() {
+    given(&[placed_order(), awaiting()])
+        .when(OrderCommand::MarkAwaitingPayment {
+            payment_id: PAYMENT,
+        })
+        .then(vec![]);
+    let confirmed = OrderEvent::OrderConfirmed {
+        payment_id: PAYMENT,
+    };
+    given(&[placed_order(), awaiting(), confirmed])
+        .when(OrderCommand::Confirm {
+            payment_id: PAYMENT,
+        })
+        .then(vec![]);
+    let rejected = OrderEvent::OrderRejected { reason: "r".into() };
+    given(&[placed_order(), rejected])
+        .when(OrderCommand::Reject { reason: "r".into() })
+        .then(vec![]);
+    let cancelled = OrderEvent::OrderCancelled { reason: "c".into() };
+    given(&[placed_order(), cancelled])
+        .when(OrderCommand::Cancel {
+            reason: "c".into(),
+            payment_captured: false,
+        })
+        .then(vec![]);
+}
+
+#[test]
+fn cancel_is_allowed_until_the_payment_is_captured() {
+    let cancel = |captured| OrderCommand::Cancel {
+        reason: "cancelled by user".into(),
+        payment_captured: captured,
+    };
+    let cancelled = vec![OrderEvent::OrderCancelled {
+        reason: "cancelled by user".into(),
+    }];
+    given(&[placed_order()])
+        .when(cancel(false))
+        .then(cancelled.clone());
+    given(&[placed_order(), awaiting()])
+        .when(cancel(false))
+        .then(cancelled);
+    given(&[placed_order(), awaiting()])
+        .when(cancel(true))
+        .then_error(OrderError::PaymentCaptured);
+    let confirmed = OrderEvent::OrderConfirmed {
+        payment_id: PAYMENT,
+    };
+    given(&[placed_order(), awaiting(), confirmed])
+        .when(cancel(false))
+        .then_error(OrderError::PaymentCaptured);
+    given(&[])
+        .when(cancel(false))
+        .then_error(OrderError::NotPlaced);
+}
+
+#[test]
+fn transitions_out_of_order_are_refused() {
+    given(&[placed_order()])
+        .when(OrderCommand::Confirm {
+            payment_id: PAYMENT,
+        })
+        .then_error(OrderError::InvalidTransition {
+            status: OrderStatus::Pending,
+            action: "confirmed",
+        });
+    let rejected = OrderEvent::OrderRejected { reason: "r".into() };
+    given(&[placed_order(), rejected])
+        .when(OrderCommand::Cancel {
+            reason: "c".into(),
+            payment_captured: false,
+        })
+        .then_error(OrderError::InvalidTransition {
+            status: OrderStatus::Rejected,
+            action: "cancelled",
+        });
+    given(&[placed_order(), awaiting()])
+        .when(OrderCommand::Reject { reason: "r".into() })
+        .then_error(OrderError::InvalidTransition {
+            status: OrderStatus::AwaitingPayment,
+            action: "rejected",
+        });
+}
+
+#[test]
+fn lifecycle_events_set_status_reason_and_payment() {
+    let state = [
+        placed_order(),
+        awaiting(),
+        OrderEvent::OrderCancelled {
+            reason: "payment declined: x".into(),
+        },
+    ]
+    .iter()
+    .fold(OrderState::default(), evolve);
+    let order = state.order().unwrap();
+    assert_eq!(order.status, OrderStatus::Cancelled);
+    assert_eq!(order.reason.as_deref(), Some("payment declined: x"));
+    assert_eq!(order.payment_id, Some(PAYMENT));
 }
 
 #[test]

@@ -190,6 +190,7 @@ fn registered_product_starts_with_its_initial_stock_available() {
             available: 10,
             reserved: 0,
             sold: 0,
+            reservations: Default::default(),
         })
     );
     assert_eq!(state.price_cents(), Some(1_250));
@@ -260,7 +261,147 @@ fn error_messages_are_clear() {
 // ---- event encoding ----
 
 fn every_event() -> Vec<ProductEvent> {
-    vec![registered("Mug", 1_250, 10), restocked(5)]
+    vec![
+        registered("Mug", 1_250, 10),
+        restocked(5),
+        ProductEvent::StockReserved {
+            order_id: ORDER,
+            quantity: 2,
+        },
+        ProductEvent::ReservationReleased {
+            order_id: ORDER,
+            quantity: 2,
+        },
+        ProductEvent::ReservationCommitted {
+            order_id: ORDER,
+            quantity: 2,
+        },
+    ]
+}
+
+const ORDER: Uuid = Uuid::from_u128(0x42);
+
+fn reserved(quantity: i64) -> ProductEvent {
+    ProductEvent::StockReserved {
+        order_id: ORDER,
+        quantity,
+    }
+}
+
+// ---- reservations ----
+
+#[test]
+fn reserving_holds_available_stock() {
+    given(&[registered("Mug", 1_250, 10)])
+        .when(ProductCommand::Reserve {
+            order_id: ORDER,
+            quantity: 3,
+        })
+        .then(vec![reserved(3)]);
+    let product = state_after(&[registered("Mug", 1_250, 10), reserved(3)]);
+    let product = product.product().unwrap();
+    assert_eq!(
+        (product.available, product.reserved, product.sold),
+        (7, 3, 0)
+    );
+}
+
+#[test]
+fn reserving_more_than_available_is_refused_with_both_numbers() {
+    given(&[registered("Mug", 1_250, 2)])
+        .when(ProductCommand::Reserve {
+            order_id: ORDER,
+            quantity: 3,
+        })
+        .then_error(ProductError::InsufficientStock {
+            requested: 3,
+            available: 2,
+        });
+    assert_eq!(
+        ProductError::InsufficientStock {
+            requested: 3,
+            available: 2
+        }
+        .to_string(),
+        "not enough stock: requested 3, available 2"
+    );
+}
+
+#[test]
+fn a_reservation_is_keyed_by_order_so_repeating_it_changes_nothing() {
+    given(&[registered("Mug", 1_250, 10), reserved(3)])
+        .when(ProductCommand::Reserve {
+            order_id: ORDER,
+            quantity: 3,
+        })
+        .then(vec![]);
+    // Even after a release, the same order does not reserve again.
+    let released = ProductEvent::ReservationReleased {
+        order_id: ORDER,
+        quantity: 3,
+    };
+    given(&[registered("Mug", 1_250, 10), reserved(3), released])
+        .when(ProductCommand::Reserve {
+            order_id: ORDER,
+            quantity: 3,
+        })
+        .then(vec![]);
+}
+
+#[test]
+fn release_gives_held_stock_back_once() {
+    let released = ProductEvent::ReservationReleased {
+        order_id: ORDER,
+        quantity: 3,
+    };
+    given(&[registered("Mug", 1_250, 10), reserved(3)])
+        .when(ProductCommand::Release { order_id: ORDER })
+        .then(vec![released.clone()]);
+    given(&[registered("Mug", 1_250, 10), reserved(3), released.clone()])
+        .when(ProductCommand::Release { order_id: ORDER })
+        .then(vec![]);
+    given(&[registered("Mug", 1_250, 10)])
+        .when(ProductCommand::Release { order_id: ORDER })
+        .then(vec![]);
+    let product = state_after(&[registered("Mug", 1_250, 10), reserved(3), released]);
+    let product = product.product().unwrap();
+    assert_eq!(
+        (product.available, product.reserved, product.sold),
+        (10, 0, 0)
+    );
+}
+
+#[test]
+fn commit_sells_held_stock_once_and_refuses_without_a_reservation() {
+    let committed = ProductEvent::ReservationCommitted {
+        order_id: ORDER,
+        quantity: 3,
+    };
+    given(&[registered("Mug", 1_250, 10), reserved(3)])
+        .when(ProductCommand::Commit { order_id: ORDER })
+        .then(vec![committed.clone()]);
+    given(&[registered("Mug", 1_250, 10), reserved(3), committed.clone()])
+        .when(ProductCommand::Commit { order_id: ORDER })
+        .then(vec![]);
+    given(&[registered("Mug", 1_250, 10)])
+        .when(ProductCommand::Commit { order_id: ORDER })
+        .then_error(ProductError::NoActiveReservation(ORDER));
+    let product = state_after(&[registered("Mug", 1_250, 10), reserved(3), committed]);
+    let product = product.product().unwrap();
+    assert_eq!(
+        (product.available, product.reserved, product.sold),
+        (7, 0, 3)
+    );
+}
+
+#[test]
+fn reservations_need_a_registered_product() {
+    given(&[])
+        .when(ProductCommand::Reserve {
+            order_id: ORDER,
+            quantity: 1,
+        })
+        .then_error(ProductError::NotRegistered);
 }
 
 #[test]
