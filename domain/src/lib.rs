@@ -16,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod event;
 pub mod order;
 pub mod payment;
@@ -25,4 +26,5 @@ pub mod saga;
 #[cfg(test)]
 pub(crate) mod testing;
 
+pub use aggregate::Aggregate;
 pub use event::{DomainEvent, EventDecodeError};

@@ -32,7 +32,11 @@ async fn snapshot(system: &System, ids: &Ids) -> Vec<(String, StatusCode, Value)
 
 #[tokio::test]
 async fn commands_reach_the_query_api_and_a_replay_gives_identical_answers() {
-    let system = System::start().await;
+    let system = System::start_with(e2e::Options {
+        saga: false,
+        ..e2e::Options::default()
+    })
+    .await;
 
     let (status, widget) = system
         .command(

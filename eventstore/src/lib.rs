@@ -2,6 +2,7 @@
 //! stream, read the whole log in order, and relay the transactional outbox
 //! to Kafka. Shared by the write side, the relay and the replay CLI.
 
+pub mod aggregate;
 pub mod envelope;
 pub mod relay;
 pub mod store;

@@ -35,6 +35,10 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong in this case, for a human.
     pub detail: String,
+    /// Extension members (RFC 9457 section 3.2), serialized next to the
+    /// standard ones, e.g. a payment provider's `decline_code`.
+    #[serde(flatten)]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {
@@ -45,7 +49,16 @@ impl Problem {
             title: title.to_owned(),
             status: status.as_u16(),
             detail: detail.into(),
+            extensions: serde_json::Map::new(),
         }
+    }
+
+    /// Adds the extension member `key` (standard members cannot be replaced).
+    pub fn with_extension(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        if !matches!(key, "type" | "title" | "status" | "detail") {
+            self.extensions.insert(key.to_owned(), value.into());
+        }
+        self
     }
 
     /// 400: the body is not valid JSON of the expected shape.

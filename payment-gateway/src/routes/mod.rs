@@ -1,0 +1,4 @@
+//! The HTTP resources of the simulator.
+
+pub mod charges;
+pub mod refunds;

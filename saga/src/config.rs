@@ -1,0 +1,122 @@
+//! Command line of `saga-worker`.
+
+use std::time::Duration;
+
+use domain::saga::SagaPolicy;
+use payment_client::ProviderConfig;
+use platform::db::DbConfig;
+use platform::kafka::KafkaConfig;
+use platform::telemetry::TelemetryConfig;
+
+use crate::consumer::ConsumerSettings;
+use crate::effects::EffectSettings;
+
+/// Runs the order saga: reserves stock, takes payment through the payment
+/// provider, confirms or compensates. Without a subcommand it consumes the
+/// event topics until stopped.
+#[derive(Debug, clap::Parser)]
+#[command(name = "saga-worker", version)]
+pub struct Cli {
+    /// What to do (default: run the worker).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Worker settings.
+    #[command(flatten)]
+    pub run: WorkerConfig,
+}
+
+/// Subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Inspect and re-drive messages the worker gave up on.
+    #[command(subcommand)]
+    DeadLetters(DeadLetterCommand),
+}
+
+/// Dead-letter operations.
+#[derive(Debug, clap::Subcommand)]
+pub enum DeadLetterCommand {
+    /// List dead letters (parked ones by default).
+    List {
+        /// Include the ones already re-driven.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one dead letter in full.
+    Show {
+        /// Its id.
+        id: i64,
+    },
+    /// Process parked dead letters again, oldest first; each one that
+    /// succeeds is marked re-driven.
+    Redrive {
+        /// The dead letter to re-drive.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<i64>,
+        /// Re-drive every parked dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// Settings of the worker.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerConfig {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DbConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub kafka: KafkaConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub payment: ProviderConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub telemetry: TelemetryConfig,
+    /// Kafka consumer group; instances in one group split the partitions.
+    #[arg(long, env = "SAGA_GROUP_ID", default_value = "saga")]
+    pub group_id: String,
+    /// How long a payment may stay unknown before the saga asks the
+    /// provider what became of it (ms).
+    #[arg(long, env = "SAGA_PAYMENT_DEADLINE_MS", default_value_t = 30_000)]
+    pub payment_deadline_ms: u64,
+    /// Currency of every charge.
+    #[arg(long, env = "SAGA_CURRENCY", default_value = "EUR")]
+    pub currency: String,
+    /// Attempts at a message before it goes to the dead-letter queue.
+    #[arg(long, env = "SAGA_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+    /// How often the effect runner looks for due calls and deadlines (ms).
+    #[arg(long, env = "SAGA_TICK_MS", default_value_t = 250)]
+    pub tick_ms: u64,
+}
+
+impl WorkerConfig {
+    /// The saga's decision settings.
+    pub fn policy(&self) -> SagaPolicy {
+        SagaPolicy {
+            payment_deadline: chrono::Duration::milliseconds(
+                i64::try_from(self.payment_deadline_ms).unwrap_or(i64::MAX),
+            ),
+            currency: self.currency.clone(),
+        }
+    }
+
+    /// The consumer's settings.
+    pub fn consumer_settings(&self) -> ConsumerSettings {
+        ConsumerSettings {
+            group_id: self.group_id.clone(),
+            max_attempts: self.max_attempts,
+            ..ConsumerSettings::default()
+        }
+    }
+
+    /// The effect runner's settings.
+    pub fn effect_settings(&self) -> EffectSettings {
+        EffectSettings {
+            tick: Duration::from_millis(self.tick_ms),
+            ..EffectSettings::default()
+        }
+    }
+}

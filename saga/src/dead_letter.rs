@@ -1,0 +1,241 @@
+//! The dead-letter queue: messages the worker cannot process after bounded
+//! attempts (or cannot parse) go to `<topic>.dlq`, with headers saying why,
+//! where they came from and how often they were tried, and to
+//! `saga.dead_letters`; the consumer goes on.
+//!
+//! Ordering choice: while an event of an order is parked, every later event
+//! of the same order is parked behind it (reason `blocked by dead letter
+//! #N`), so the saga never sees an order's events out of order. Re-driving
+//! processes parked letters oldest first, which replays them in order.
+
+use std::time::Duration;
+
+use platform::kafka::KafkaConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use eventstore::EventEnvelope;
+
+use crate::handler::{Handled, Handler};
+
+/// A consumed message, owned, as it will be parked.
+#[derive(Debug, Clone)]
+pub struct Letter {
+    /// Topic it was read from.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key.
+    pub key: Option<String>,
+    /// Value (UTF-8, lossily).
+    pub payload: String,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+}
+
+/// A parked (or re-driven) message, as stored.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct DeadLetter {
+    /// Id, in parking order.
+    pub id: i64,
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+    /// Message key.
+    pub message_key: Option<String>,
+    /// Message value.
+    pub payload: String,
+    /// Message headers.
+    pub headers: serde_json::Value,
+    /// The event's id, if it parsed.
+    pub event_id: Option<Uuid>,
+    /// The order it concerns, if known.
+    pub order_id: Option<Uuid>,
+    /// Why it was parked.
+    pub reason: String,
+    /// How often it was tried.
+    pub attempts: i32,
+    /// `parked` or `redriven`.
+    pub status: String,
+    /// When it was parked.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Parks messages.
+pub struct DeadLetters {
+    pool: PgPool,
+    producer: FutureProducer,
+}
+
+impl DeadLetters {
+    /// Parks through `pool` and a producer on `kafka`.
+    pub fn new(pool: PgPool, kafka: &KafkaConfig) -> Result<Self, rdkafka::error::KafkaError> {
+        let producer = kafka
+            .client_config()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .create()?;
+        Ok(Self { pool, producer })
+    }
+
+    /// Publishes `letter` to `<topic>.dlq` and records it; idempotent per
+    /// source offset. Returns the dead letter's id.
+    pub async fn park(
+        &self,
+        letter: &Letter,
+        reason: &str,
+        attempts: u32,
+        event_id: Option<Uuid>,
+        order_id: Option<Uuid>,
+    ) -> anyhow::Result<()> {
+        let topic = KafkaConfig::dead_letter_topic(&letter.topic);
+        let partition = letter.partition.to_string();
+        let offset = letter.offset.to_string();
+        let attempts_text = attempts.to_string();
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in &letter.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        for (key, value) in [
+            ("dlq_reason", reason),
+            ("dlq_source_topic", letter.topic.as_str()),
+            ("dlq_source_partition", partition.as_str()),
+            ("dlq_source_offset", offset.as_str()),
+            ("dlq_attempts", attempts_text.as_str()),
+        ] {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let mut record = FutureRecord::to(&topic)
+            .payload(&letter.payload)
+            .headers(headers);
+        if let Some(key) = &letter.key {
+            record = record.key(key);
+        }
+        self.producer
+            .send(record, Timeout::After(Duration::from_secs(10)))
+            .await
+            .map_err(|(error, _)| anyhow::anyhow!("publishing to {topic}: {error}"))?;
+        let headers: serde_json::Map<String, serde_json::Value> = letter
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        sqlx::query(
+            r#"INSERT INTO saga.dead_letters
+                   (topic, partition, "offset", message_key, payload, headers, event_id, order_id, reason, attempts)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+               ON CONFLICT (topic, partition, "offset") DO NOTHING"#,
+        )
+        .bind(&letter.topic)
+        .bind(letter.partition)
+        .bind(letter.offset)
+        .bind(&letter.key)
+        .bind(&letter.payload)
+        .bind(serde_json::Value::Object(headers))
+        .bind(event_id)
+        .bind(order_id)
+        .bind(reason)
+        .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
+        .execute(&self.pool)
+        .await?;
+        tracing::error!(topic = %letter.topic, partition = letter.partition, offset = letter.offset, %reason, attempts, "message dead-lettered");
+        Ok(())
+    }
+
+    /// The oldest parked dead letter of `order_id`, if any: later events of
+    /// that order wait behind it.
+    pub async fn blocker(&self, order_id: Uuid) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT min(id) FROM saga.dead_letters WHERE order_id = $1 AND status = 'parked'",
+        )
+        .bind(order_id)
+        .fetch_one(&self.pool)
+        .await
+    }
+}
+
+const COLUMNS: &str = r#"id, topic, partition, "offset", message_key, payload, headers, event_id, order_id, reason, attempts, status, created_at"#;
+
+/// Dead letters, oldest first; only parked ones unless `all`.
+pub async fn list(pool: &PgPool, all: bool) -> Result<Vec<DeadLetter>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM saga.dead_letters WHERE $1 OR status = 'parked' ORDER BY id"
+    ))
+    .bind(all)
+    .fetch_all(pool)
+    .await
+}
+
+/// One dead letter.
+pub async fn show(pool: &PgPool, id: i64) -> Result<Option<DeadLetter>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM saga.dead_letters WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Result of re-driving one dead letter.
+#[derive(Debug)]
+pub struct Redriven {
+    /// The dead letter.
+    pub id: i64,
+    /// What the handler did, or why it failed again.
+    pub outcome: Result<Handled, String>,
+}
+
+/// Re-drives parked dead letters (`id`, or all when `None`), oldest first,
+/// through the same handler as the consumer. Each success is marked
+/// `redriven`; a failure stays parked, and with `all` it stops the run
+/// (later letters of the same order must not overtake it).
+pub async fn redrive(
+    pool: &PgPool,
+    handler: &Handler,
+    id: Option<i64>,
+) -> Result<Vec<Redriven>, sqlx::Error> {
+    let parked: Vec<DeadLetter> = match id {
+        Some(id) => show(pool, id)
+            .await?
+            .into_iter()
+            .filter(|l| l.status == "parked")
+            .collect(),
+        None => list(pool, false).await?,
+    };
+    let mut results = Vec::new();
+    for letter in parked {
+        let outcome = match serde_json::from_str::<EventEnvelope>(&letter.payload) {
+            Err(error) => Err(format!("still unparseable: {error}")),
+            Ok(event) => handler.handle(&event).await.map_err(|e| e.to_string()),
+        };
+        if outcome.is_ok() {
+            sqlx::query("UPDATE saga.dead_letters SET status = 'redriven', redriven_at = now() WHERE id = $1")
+                .bind(letter.id)
+                .execute(pool)
+                .await?;
+        }
+        let failed = outcome.is_err();
+        results.push(Redriven {
+            id: letter.id,
+            outcome,
+        });
+        if failed && id.is_none() {
+            break;
+        }
+    }
+    Ok(results)
+}

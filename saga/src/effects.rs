@@ -1,0 +1,334 @@
+//! The effect runner: makes the provider calls the saga asks for, outside
+//! any transaction, and records their outcomes.
+//!
+//! Due work is found in the database (`next_action_at`), so deadlines and
+//! unfinished calls survive restarts. A saga is leased while its call runs,
+//! so several workers never call twice at once; every call carries the same
+//! idempotency key, so a repeated call never charges twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use domain::aggregate::Payment;
+use domain::payment::PaymentCommand;
+use domain::saga::{Effect, SagaInput, SagaPhase};
+use eventstore::aggregate::execute;
+use payment_client::{ChargeRequest, ChargeStatus, PaymentError, PaymentProvider};
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::execute::{Cause, ExecuteError};
+use crate::handler::{self, Handler, HandlerError};
+use crate::store::{self, SagaRow};
+
+/// Tuning of the effect runner.
+#[derive(Debug, Clone)]
+pub struct EffectSettings {
+    /// How often due work is looked for (appends also wake the runner).
+    pub tick: Duration,
+    /// Sagas claimed per round.
+    pub batch: i64,
+    /// How long a claimed saga is skipped by other runners.
+    pub lease: Duration,
+    /// First retry delay after an unanswered call.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+}
+
+impl Default for EffectSettings {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_millis(250),
+            batch: 32,
+            lease: Duration::from_secs(60),
+            backoff_base: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a provider call came to.
+#[derive(Debug)]
+enum Outcome {
+    /// Record this on the payment stream and tell the saga.
+    Record(PaymentCommand, SagaInput),
+    /// No answer: tell the saga (maybe) and try again later.
+    Retry(Option<SagaInput>, Duration),
+}
+
+/// Runs the sagas' provider calls.
+pub struct EffectRunner {
+    pool: PgPool,
+    handler: Arc<Handler>,
+    provider: Arc<dyn PaymentProvider>,
+    settings: EffectSettings,
+    wake: Arc<Notify>,
+}
+
+impl EffectRunner {
+    /// A runner calling `provider`.
+    pub fn new(
+        pool: PgPool,
+        handler: Arc<Handler>,
+        provider: Arc<dyn PaymentProvider>,
+        settings: EffectSettings,
+    ) -> Self {
+        Self {
+            pool,
+            handler,
+            provider,
+            settings,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Notifying it makes the runner look for work at once.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Runs until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!("effect runner started");
+        while !shutdown.is_cancelled() {
+            match self.run_due().await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "effect round failed; retrying"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = tokio::time::sleep(self.settings.tick) => {}
+                () = self.wake.notified() => {}
+            }
+        }
+        tracing::info!("effect runner stopped");
+    }
+
+    /// Claims the sagas with due work and runs it (calls in parallel).
+    /// Returns how many were claimed.
+    pub async fn run_due(&self) -> Result<usize, HandlerError> {
+        let mut conn = self.pool.acquire().await?;
+        let lease = chrono::Duration::from_std(self.settings.lease)
+            .unwrap_or(chrono::Duration::seconds(60));
+        let due = store::claim_due(&mut conn, self.settings.batch, lease).await?;
+        drop(conn);
+        let count = due.len();
+        let runs = due.into_iter().map(|order_id| async move {
+            if let Err(error) = self.process(order_id).await {
+                tracing::warn!(%order_id, %error, "saga effect failed; will retry");
+                let _ = self.reschedule(order_id, self.settings.backoff_max).await;
+            }
+        });
+        futures::future::join_all(runs).await;
+        Ok(count)
+    }
+
+    /// Checks the saga's deadline, then makes its pending call, if any.
+    #[tracing::instrument(skip(self))]
+    async fn process(&self, order_id: Uuid) -> Result<(), HandlerError> {
+        let policy = self.handler.policy();
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = store::lock(&mut tx, order_id).await? else {
+            return Ok(());
+        };
+        let now = Utc::now();
+        handler::apply(
+            &mut tx,
+            order_id,
+            SagaInput::Tick,
+            &cause_of(&row),
+            now,
+            policy,
+        )
+        .await?;
+        let row = store::lock(&mut tx, order_id).await?.unwrap_or(row);
+        let Some(effect) = row.saga.effect.clone() else {
+            store::save(&mut tx, &row, handler::schedule(&row.saga, now)).await?;
+            tx.commit().await?;
+            return Ok(());
+        };
+        tx.commit().await?;
+
+        let outcome = self.call(&row, &effect).await;
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = store::lock(&mut tx, order_id).await? else {
+            return Ok(());
+        };
+        let cause = cause_of(&row);
+        match outcome {
+            Outcome::Record(command, input) => {
+                tracing::info!(%order_id, ?command, "payment outcome");
+                execute::<Payment>(&mut tx, row.saga.payment_id(), command, &cause.metadata())
+                    .await
+                    .map_err(ExecuteError::from)?
+                    .map_err(|refusal| ExecuteError::Refused {
+                        action: "recording the payment outcome".into(),
+                        message: refusal.to_string(),
+                    })?;
+                handler::apply(&mut tx, order_id, input, &cause, Utc::now(), policy).await?;
+            }
+            Outcome::Retry(input, delay) => {
+                if let Some(input) = input {
+                    handler::apply(&mut tx, order_id, input, &cause, Utc::now(), policy).await?;
+                }
+                let mut row = store::lock(&mut tx, order_id).await?.unwrap_or(row);
+                row.effect_attempts += 1;
+                let delay = delay.max(self.backoff(row.effect_attempts));
+                let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                let next = match row.saga.deadline {
+                    Some(deadline) if deadline < next => deadline,
+                    _ => next,
+                };
+                store::save(&mut tx, &row, Some(next)).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn call(&self, row: &SagaRow, effect: &Effect) -> Outcome {
+        let saga = &row.saga;
+        let traceparent = row.traceparent.as_deref();
+        match effect {
+            Effect::Charge => {
+                let request = ChargeRequest {
+                    idempotency_key: saga.payment_id().to_string(),
+                    amount_cents: saga.total_cents,
+                    currency: self.handler.policy().currency.clone(),
+                    token: saga.payment_token.clone(),
+                    reference: saga.order_id,
+                    traceparent: row.traceparent.clone(),
+                };
+                match self.provider.charge(&request).await {
+                    Ok(charge) => captured(charge.charge_id),
+                    Err(PaymentError::Declined { code, .. }) => declined(code),
+                    Err(PaymentError::Invalid { message }) => {
+                        tracing::warn!(%message, "the provider refused the charge as invalid");
+                        declined("invalid_request".into())
+                    }
+                    Err(PaymentError::Timeout) => Outcome::Retry(
+                        Some(SagaInput::ChargeUnanswered { ambiguous: true }),
+                        Duration::ZERO,
+                    ),
+                    Err(error) => unanswered(&error),
+                }
+            }
+            Effect::Resolve => match self
+                .provider
+                .charges_for_reference(saga.order_id, traceparent)
+                .await
+            {
+                Ok(charges) => {
+                    let landed = charges.iter().find(|c| {
+                        matches!(c.status, ChargeStatus::Captured | ChargeStatus::Refunded)
+                    });
+                    let refused = charges.iter().find(|c| c.status == ChargeStatus::Declined);
+                    match (landed, refused) {
+                        (Some(charge), _) => captured(charge.charge_id.clone()),
+                        (None, Some(charge)) => declined(
+                            charge
+                                .decline_code
+                                .clone()
+                                .unwrap_or_else(|| "card_declined".into()),
+                        ),
+                        (None, None) => {
+                            let reason = if saga.phase == SagaPhase::Cancelled {
+                                "order cancelled before the payment completed".to_owned()
+                            } else {
+                                format!(
+                                    "payment timed out: nothing captured within {}s",
+                                    self.handler.policy().payment_deadline.num_seconds()
+                                )
+                            };
+                            Outcome::Record(
+                                PaymentCommand::RecordFailure {
+                                    reason: reason.clone(),
+                                },
+                                SagaInput::PaymentFailed { reason },
+                            )
+                        }
+                    }
+                }
+                Err(error) => Outcome::Retry(None, retry_after(&error)),
+            },
+            Effect::Refund { charge_id } => {
+                let key = format!("refund-{}", saga.payment_id());
+                match self.provider.refund(charge_id, &key, traceparent).await {
+                    Ok(charge) => {
+                        let refund_id = charge
+                            .refund_id
+                            .unwrap_or_else(|| format!("refund-of-{charge_id}"));
+                        Outcome::Record(
+                            PaymentCommand::RecordRefund { refund_id },
+                            SagaInput::PaymentRefunded,
+                        )
+                    }
+                    Err(error) => Outcome::Retry(None, retry_after(&error)),
+                }
+            }
+        }
+    }
+
+    fn backoff(&self, attempts: i32) -> Duration {
+        let exponent = u32::try_from(attempts.clamp(0, 16)).unwrap_or(16);
+        self.settings
+            .backoff_base
+            .saturating_mul(2u32.saturating_pow(exponent))
+            .min(self.settings.backoff_max)
+    }
+
+    async fn reschedule(&self, order_id: Uuid, delay: Duration) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE saga.order_sagas SET next_action_at = now() + $2 WHERE order_id = $1")
+            .bind(order_id)
+            .bind(chrono::Duration::from_std(delay).unwrap_or_default())
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+}
+
+fn cause_of(row: &SagaRow) -> Cause {
+    Cause {
+        event_id: row.effect_cause.unwrap_or(row.correlation_id),
+        correlation_id: row.correlation_id,
+        traceparent: row.traceparent.clone(),
+    }
+}
+
+fn captured(charge_id: String) -> Outcome {
+    Outcome::Record(
+        PaymentCommand::RecordCapture {
+            charge_id: charge_id.clone(),
+        },
+        SagaInput::PaymentCaptured { charge_id },
+    )
+}
+
+fn declined(code: String) -> Outcome {
+    Outcome::Record(
+        PaymentCommand::RecordDecline { code: code.clone() },
+        SagaInput::PaymentDeclined { code },
+    )
+}
+
+/// The provider did not take the charge (down, overloaded, circuit open):
+/// nothing can have been charged, so this never fails the order.
+fn unanswered(error: &PaymentError) -> Outcome {
+    tracing::warn!(%error, "payment provider unavailable; the charge waits");
+    Outcome::Retry(
+        Some(SagaInput::ChargeUnanswered { ambiguous: false }),
+        retry_after(error),
+    )
+}
+
+fn retry_after(error: &PaymentError) -> Duration {
+    match error {
+        PaymentError::CircuitOpen { retry_after } => *retry_after,
+        _ => Duration::ZERO,
+    }
+}

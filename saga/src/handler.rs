@@ -1,0 +1,182 @@
+//! One event in, one transaction out: dedup by event id, the saga's
+//! reaction, its actions appended, the saga row saved — all or nothing.
+
+use chrono::{DateTime, Utc};
+use domain::saga::{OrderSaga, SagaInput, SagaPolicy};
+use eventstore::EventEnvelope;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::execute::{advance, Cause, ExecuteError};
+use crate::routing::route;
+use crate::store::{self, SagaRow};
+
+/// Attempts per event when other writers keep winning optimistic races.
+const CONFLICT_ATTEMPTS: u32 = 10;
+
+/// What handling an event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// The saga does not react to this event.
+    Ignored,
+    /// Already handled before (a redelivery): nothing changed.
+    Duplicate,
+    /// Handled; the saga may now have a provider call due.
+    Applied {
+        /// The order.
+        order_id: Uuid,
+        /// Whether the effect runner has work for this saga now.
+        effect_due: bool,
+    },
+}
+
+/// Why an event could not be handled.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The event's payload is not what its type says.
+    #[error("undecodable event: {0}")]
+    Decode(#[from] domain::EventDecodeError),
+    /// PostgreSQL failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Running the saga's actions failed.
+    #[error(transparent)]
+    Execute(#[from] ExecuteError),
+}
+
+impl HandlerError {
+    /// Whether the database is unreachable (wait, don't dead-letter).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            HandlerError::Database(error) => platform::db::is_unavailable(error),
+            HandlerError::Execute(ExecuteError::Command(
+                eventstore::aggregate::CommandError::Read { source, .. },
+            )) => platform::db::is_unavailable(source),
+            HandlerError::Execute(ExecuteError::Command(
+                eventstore::aggregate::CommandError::Append(eventstore::AppendError::Database {
+                    source,
+                    ..
+                }),
+            )) => platform::db::is_unavailable(source),
+            _ => false,
+        }
+    }
+}
+
+/// Handles saga events against the database.
+pub struct Handler {
+    pool: PgPool,
+    policy: SagaPolicy,
+}
+
+impl Handler {
+    /// A handler deciding with `policy`.
+    pub fn new(pool: PgPool, policy: SagaPolicy) -> Self {
+        Self { pool, policy }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The saga policy.
+    pub fn policy(&self) -> &SagaPolicy {
+        &self.policy
+    }
+
+    /// Handles one event exactly once, retrying lost optimistic races.
+    #[tracing::instrument(skip_all, fields(
+        event_id = %event.event_id,
+        event_type = %event.event_type,
+        correlation_id = %event.metadata.correlation_id,
+        causation_id = %event.metadata.causation_id,
+        trace_id = crate::trace::trace_id(event.metadata.traceparent.as_deref()).unwrap_or(""),
+    ))]
+    pub async fn handle(&self, event: &EventEnvelope) -> Result<Handled, HandlerError> {
+        let Some((order_id, input)) = route(event)? else {
+            return Ok(Handled::Ignored);
+        };
+        let mut attempt = 1;
+        loop {
+            match self.try_handle(event, order_id, input.clone()).await {
+                Err(HandlerError::Execute(error))
+                    if error.is_conflict() && attempt < CONFLICT_ATTEMPTS =>
+                {
+                    tracing::debug!(%error, attempt, "lost a race; retrying");
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn try_handle(
+        &self,
+        event: &EventEnvelope,
+        order_id: Uuid,
+        input: SagaInput,
+    ) -> Result<Handled, HandlerError> {
+        let mut tx = self.pool.begin().await?;
+        if !store::mark_processed(&mut tx, event.event_id).await? {
+            tracing::debug!("already processed; skipping");
+            return Ok(Handled::Duplicate);
+        }
+        let cause = Cause::of(event);
+        let effect_due = apply(&mut tx, order_id, input, &cause, Utc::now(), &self.policy).await?;
+        tx.commit().await?;
+        Ok(Handled::Applied {
+            order_id,
+            effect_due,
+        })
+    }
+}
+
+/// Locks the saga of `order_id`, feeds it `input`, runs the actions and
+/// saves it, in the caller's transaction. Returns whether a provider call
+/// is due now.
+pub async fn apply(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    input: SagaInput,
+    cause: &Cause,
+    now: DateTime<Utc>,
+    policy: &SagaPolicy,
+) -> Result<bool, HandlerError> {
+    let row = store::lock(conn, order_id).await?;
+    let before = row.as_ref().map(|r| r.saga.clone());
+    let (saga, appended) =
+        advance(conn, before.clone(), order_id, input, cause, now, policy).await?;
+    let Some(saga) = saga else {
+        tracing::debug!(%order_id, "no saga for this order; ignoring");
+        return Ok(false);
+    };
+    if before.as_ref() == Some(&saga) {
+        return Ok(false);
+    }
+    let mut row = row.unwrap_or_else(|| SagaRow {
+        saga: saga.clone(),
+        effect_attempts: 0,
+        effect_cause: None,
+        correlation_id: cause.correlation_id,
+        traceparent: cause.traceparent.clone(),
+    });
+    if before.as_ref().and_then(|s| s.effect.clone()) != saga.effect {
+        row.effect_attempts = 0;
+        row.effect_cause = Some(appended.last().map_or(cause.event_id, |e| e.event_id));
+    }
+    row.saga = saga;
+    let next = schedule(&row.saga, now);
+    store::save(conn, &row, next).await?;
+    tracing::info!(%order_id, phase = ?row.saga.phase, effect = ?row.saga.effect, appended = appended.len(), "saga advanced");
+    Ok(row.saga.effect.is_some())
+}
+
+/// When the effect runner should look at `saga` next.
+pub fn schedule(saga: &OrderSaga, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if saga.effect.is_some() {
+        Some(now)
+    } else {
+        saga.deadline
+    }
+}
