@@ -18,7 +18,7 @@ pub enum ApiError {
     /// A product rule refused the command (422; 404 for a product that does not exist).
     #[error(transparent)]
     Product(#[from] ProductError),
-    /// An order rule refused the command (422).
+    /// An order rule refused the command (422; 404 for an order that does not exist).
     #[error(transparent)]
     Order(#[from] OrderError),
     /// The addressed aggregate does not exist (404).
@@ -136,6 +136,7 @@ impl ApiError {
         match self {
             Self::Product(ProductError::NotRegistered) => Problem::not_found(self.to_string()),
             Self::Product(error) => Problem::unprocessable(product_slug(error), error.to_string()),
+            Self::Order(OrderError::NotPlaced) => Problem::not_found(self.to_string()),
             Self::Order(error) => Problem::unprocessable(order_slug(error), error.to_string()),
             Self::NotFound { .. } => Problem::not_found(self.to_string()),
             Self::ForeignStream { id, .. } => Problem::unprocessable(
@@ -240,6 +241,8 @@ fn product_slug(error: &ProductError) -> &'static str {
         ProductError::NegativeInitialStock(_) => "negative-initial-stock",
         ProductError::NonPositiveQuantity(_) => "non-positive-quantity",
         ProductError::StockOverflow => "stock-overflow",
+        ProductError::InsufficientStock { .. } => "insufficient-stock",
+        ProductError::NoActiveReservation(_) => "no-active-reservation",
     }
 }
 
@@ -256,6 +259,9 @@ fn order_slug(error: &OrderError) -> &'static str {
         OrderError::EmptyPaymentToken => "empty-payment-token",
         OrderError::PaymentTokenTooLong { .. } => "payment-token-too-long",
         OrderError::TotalOverflow => "total-overflow",
+        OrderError::NotPlaced => "order-not-placed",
+        OrderError::PaymentCaptured => "payment-captured",
+        OrderError::InvalidTransition { .. } => "invalid-transition",
     }
 }
 
@@ -270,6 +276,26 @@ mod tests {
             (ApiError::Product(ProductError::NonPositivePrice(0)), 422),
             (ApiError::Product(ProductError::NotRegistered), 404),
             (ApiError::Order(OrderError::UnknownProduct(id)), 422),
+            (
+                ApiError::Product(ProductError::InsufficientStock {
+                    requested: 2,
+                    available: 1,
+                }),
+                422,
+            ),
+            (
+                ApiError::Product(ProductError::NoActiveReservation(id)),
+                422,
+            ),
+            (ApiError::Order(OrderError::NotPlaced), 404),
+            (ApiError::Order(OrderError::PaymentCaptured), 422),
+            (
+                ApiError::Order(OrderError::InvalidTransition {
+                    status: domain::order::OrderStatus::Rejected,
+                    action: "cancelled",
+                }),
+                422,
+            ),
             (
                 ApiError::NotFound {
                     kind: "product",

@@ -1,6 +1,7 @@
 //! Request extractors whose rejections are problem+json: path parameters,
-//! the command headers, and a JSON body that keeps its raw bytes (the
-//! idempotency fingerprint hashes exactly what the client sent).
+//! the command headers, a JSON body that keeps its raw bytes (the
+//! idempotency fingerprint hashes exactly what the client sent), and the
+//! empty body of commands that take none.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
@@ -58,24 +59,66 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let (parts, body) = request.into_parts();
-        let raw = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    Problem::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload-too-large",
-                        "Payload too large",
-                        format!("the request body exceeds {MAX_BODY_BYTES} bytes"),
-                    )
-                } else {
-                    Problem::malformed(rejection.body_text())
-                }
-            })?;
+        let raw = read_body(Request::from_parts(parts.clone(), body), state).await?;
         let replayed = Request::from_parts(parts, Body::from(raw.clone()));
         let ApiJson(value) = ApiJson::<T>::from_request(replayed, state).await?;
         Ok(Self { value, raw })
     }
+}
+
+/// The body of a command that takes none: empty (any or no content type),
+/// or an empty JSON object `{}` (with a JSON content type). Anything else is
+/// refused like a malformed JSON body: 400 for other JSON (a member, an
+/// array), 415 for a non-empty body that is not JSON, 413 over the limit.
+///
+/// Both accepted forms mean the same request, so its idempotency
+/// fingerprint uses [`NoBody::FINGERPRINT_BODY`] for either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoBody;
+
+impl NoBody {
+    /// The body bytes hashed into the idempotency fingerprint.
+    pub const FINGERPRINT_BODY: &'static [u8] = b"";
+}
+
+impl<S: Send + Sync> FromRequest<S> for NoBody {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let raw = read_body(Request::from_parts(parts.clone(), body), state).await?;
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self);
+        }
+        let replayed = Request::from_parts(parts, Body::from(raw));
+        let ApiJson(members) =
+            ApiJson::<serde_json::Map<String, serde_json::Value>>::from_request(replayed, state)
+                .await?;
+        match members.keys().next() {
+            None => Ok(Self),
+            Some(name) => Err(Problem::malformed(format!(
+                "unknown field `{name}`: this request takes no body (or an empty object)"
+            ))),
+        }
+    }
+}
+
+/// The request's body bytes; 413 over [`MAX_BODY_BYTES`], else 400.
+async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, Problem> {
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload-too-large",
+                    "Payload too large",
+                    format!("the request body exceeds {MAX_BODY_BYTES} bytes"),
+                )
+            } else {
+                Problem::malformed(rejection.body_text())
+            }
+        })
 }
 
 /// What a command request says besides its body: its command id, the

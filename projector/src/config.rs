@@ -9,7 +9,7 @@ use platform::telemetry::TelemetryConfig;
 
 use crate::consumer::ConsumerSettings;
 
-/// Builds the read models (products, orders, orders per user) from the event topics.
+/// Builds the read models (products, orders, orders per user, payments) from the event topics.
 ///
 /// Without a subcommand, runs the live projector: a Kafka consumer that applies
 /// every event exactly once to the read models in PostgreSQL. Run several
@@ -86,7 +86,7 @@ pub struct ReplayArgs {
         value_name = "NAME",
         env = "REPLAY_PROJECTIONS",
         value_delimiter = ',',
-        value_parser = ["products", "orders", "user_orders"],
+        value_parser = ["products", "orders", "user_orders", "payments"],
     )]
     pub projections: Vec<String>,
     /// Events read and applied per transaction.

@@ -1,6 +1,7 @@
 //! The projector: builds the read models (`read.products`, `read.orders`,
-//! `read.user_orders`) from the event topics, exactly once per event, and
-//! rebuilds them from the PostgreSQL event log on demand (`projector replay`).
+//! `read.user_orders`, `read.payments`) from the event topics, exactly once
+//! per event, and rebuilds them from the PostgreSQL event log on demand
+//! (`projector replay`).
 //!
 //! - [`projection`]: the read models and the [`Projection`] trait;
 //! - [`apply`]: the version rule that makes every effect exactly-once;

@@ -94,7 +94,8 @@ async fn events_through_kafka_build_products_orders_and_user_orders() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redelivered_messages_leave_identical_read_models() {
     let h = Harness::new().await;
-    let events = h.populate(8, 16).await;
+    let mut events = h.populate(8, 16).await;
+    events.extend(h.saga_workload().await.events);
     let consumer = h.consumer(&h.group());
 
     // Every message twice in a row.
@@ -105,7 +106,7 @@ async fn redelivered_messages_leave_identical_read_models() {
     let once = h.snapshot().await;
 
     // Rebuild from nothing with another interleaving: everything newest first, twice.
-    sqlx::query("TRUNCATE read.products, read.orders, read.user_orders")
+    sqlx::query("TRUNCATE read.products, read.orders, read.user_orders, read.payments")
         .execute(h.pool())
         .await
         .unwrap();

@@ -21,9 +21,11 @@ async fn replay_rebuilds_identical_read_models() {
     let h = Harness::new().await;
     let relay = h.relay();
     let consumer = h.consumer(&h.group());
-    let events = h.populate(30, 60).await;
+    let mut events = h.populate(30, 60).await;
+    events.extend(h.saga_workload().await.events);
     h.wait_projected().await;
     let live = h.snapshot().await;
+    assert_eq!(live["payments"].as_array().map(Vec::len), Some(5));
     consumer.stop().await;
     relay.stop().await;
 
@@ -34,12 +36,24 @@ async fn replay_rebuilds_identical_read_models() {
     assert_eq!(
         summary.rows,
         [
-            ("read.products".to_owned(), 30),
-            ("read.orders".to_owned(), 60),
-            ("read.user_orders".to_owned(), 60)
+            ("read.products".to_owned(), 32),
+            ("read.orders".to_owned(), 66),
+            ("read.user_orders".to_owned(), 66),
+            ("read.payments".to_owned(), 5)
         ]
     );
     assert!(!shadow_exists(h.pool()).await);
+    // The query role still reads the swapped payments table.
+    let query_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&h.db.query_url)
+        .await
+        .expect("connect as the query role");
+    let payments: i64 = sqlx::query_scalar("SELECT count(*) FROM read.payments")
+        .fetch_one(&query_pool)
+        .await
+        .expect("the query role reads read.payments after a swap");
+    assert_eq!(payments, 5);
     // The swapped tables keep their index names.
     let indexes: Vec<String> = sqlx::query_scalar(
         "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'read' ORDER BY 1",
@@ -51,6 +65,8 @@ async fn replay_rebuilds_identical_read_models() {
         indexes,
         [
             "orders_pkey",
+            "payments_order_id_key",
+            "payments_pkey",
             "products_pkey",
             "user_orders_by_user",
             "user_orders_pkey"
@@ -74,7 +90,7 @@ async fn replay_of_one_projection_swaps_only_its_tables() {
     assert_eq!(
         after[1..],
         oids[1..],
-        "orders and user_orders must be untouched"
+        "orders, user_orders and payments must be untouched"
     );
     assert_eq!(h.snapshot().await, before);
 }
@@ -293,6 +309,11 @@ async fn the_replay_command_reports_a_summary_and_fails_clearly() {
     assert!(stdout.contains("80 events applied"), "{stdout}");
     assert!(stdout.contains("read.products=20"), "{stdout}");
 
+    let payments = run(binary, &["replay", "--projection", "payments"], &h.db.url).await;
+    let stdout = String::from_utf8_lossy(&payments.stdout);
+    assert!(payments.status.success(), "{stdout}");
+    assert!(stdout.contains("read.payments=0"), "{stdout}");
+
     let mut holder = h.pool().acquire().await.unwrap();
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(REPLAY_LOCK_KEY)
@@ -331,7 +352,7 @@ async fn shadow_exists(pool: &PgPool) -> bool {
 
 async fn table_oids(pool: &PgPool) -> Vec<u32> {
     let mut oids = Vec::new();
-    for table in ["products", "orders", "user_orders"] {
+    for table in ["products", "orders", "user_orders", "payments"] {
         let oid: sqlx::postgres::types::Oid =
             sqlx::query_scalar(&format!("SELECT 'read.{table}'::regclass::oid"))
                 .fetch_one(pool)

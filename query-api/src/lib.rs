@@ -3,7 +3,8 @@
 //!
 //! `GET /products`, `GET /products/{id}`, `GET /orders/{id}` and
 //! `GET /users/{user_id}/orders`, plus the health probes. Single-entity reads
-//! accept `?min_version=N` (see [`consistency`]).
+//! accept `?min_version=N` (see [`consistency`]). Orders carry their payment
+//! (`read.payments`, `null` until one is requested; see [`model::Payment`]).
 
 pub mod config;
 pub mod consistency;

@@ -18,14 +18,28 @@ macro_rules! product_columns {
 }
 pub(crate) use product_columns;
 
-/// The columns of `read.orders` that make up an [`Order`] (table alias `o`).
+/// The columns of `read.orders` (alias `o`) and `read.payments` (alias `y`,
+/// see [`payment_join`]) that make up an [`Order`]. The payment is one JSON
+/// object, `NULL` when the order has no payment row.
 macro_rules! order_columns {
     () => {
         "o.order_id, o.user_id, o.status, o.reason, o.lines, o.total_cents, o.version, \
-         o.placed_at, o.updated_at"
+         o.placed_at, o.updated_at, \
+         CASE WHEN y.payment_id IS NULL THEN NULL ELSE jsonb_build_object( \
+           'payment_id', y.payment_id, 'status', y.status, 'amount_cents', y.amount_cents, \
+           'currency', y.currency, 'charge_id', y.charge_id, 'refund_id', y.refund_id, \
+           'decline_code', y.decline_code, 'failure_reason', y.failure_reason) END AS payment"
     };
 }
 pub(crate) use order_columns;
+
+/// The join that brings an order's payment (alias `y`) next to `read.orders` (alias `o`).
+macro_rules! payment_join {
+    () => {
+        " LEFT JOIN read.payments y ON y.order_id = o.order_id"
+    };
+}
+pub(crate) use payment_join;
 
 /// A catalog entry with its stock levels.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -73,8 +87,11 @@ pub struct Order {
     pub version: i64,
     /// When the order was placed.
     pub placed_at: DateTime<Utc>,
-    /// When the view last changed.
+    /// When the order's view last changed (payment changes not included).
     pub updated_at: DateTime<Utc>,
+    /// The order's payment, `null` until one is requested.
+    #[sqlx(json(nullable))]
+    pub payment: Option<Payment>,
 }
 
 impl Versioned for Order {
@@ -92,4 +109,30 @@ pub struct OrderLine {
     pub quantity: i64,
     /// The catalog price per unit when the order was placed.
     pub unit_price_cents: i64,
+}
+
+/// An order's payment (a row of `read.payments`). Members that do not apply
+/// yet (or to this outcome) are omitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    /// The payment (and payment stream) id.
+    pub payment_id: Uuid,
+    /// `REQUESTED`, `CAPTURED`, `DECLINED`, `REFUNDED` or `FAILED`.
+    pub status: String,
+    /// The amount asked for, in cents.
+    pub amount_cents: i64,
+    /// ISO 4217 currency of the amount.
+    pub currency: String,
+    /// The provider's charge, once captured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charge_id: Option<String>,
+    /// The provider's refund, once refunded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_id: Option<String>,
+    /// The provider's decline code, once declined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decline_code: Option<String>,
+    /// Why no capture happened in time (or the payment was voided).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
 }

@@ -13,6 +13,8 @@ pub struct Loaded<S> {
     pub state: S,
     /// The version of the last event (0 if the stream has none).
     pub version: i64,
+    /// The global position of the last event (0 if the stream has none).
+    pub position: i64,
 }
 
 /// Reads stream `stream_id` and folds its events with `evolve`.
@@ -44,6 +46,7 @@ where
     let mut loaded = Loaded {
         state: S::default(),
         version: 0,
+        position: 0,
     };
     for envelope in &events {
         if envelope.stream_type != E::STREAM_TYPE {
@@ -61,6 +64,7 @@ where
         })?;
         loaded.state = evolve(loaded.state, &event);
         loaded.version = envelope.stream_version;
+        loaded.position = envelope.global_position;
     }
     Ok(loaded)
 }

@@ -1,4 +1,4 @@
-//! `POST /orders`.
+//! `POST /orders` and `POST /orders/{id}/cancel` ([`cancel`]).
 
 use std::collections::HashMap;
 
@@ -19,9 +19,15 @@ use crate::handling::load::load;
 use crate::handling::{execute, Attempt, Command, Reply};
 use crate::state::AppState;
 
+pub mod cancel;
+
+pub use cancel::CancelledOrder;
+
 /// The order routes.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/orders", post(place))
+    Router::new()
+        .route("/orders", post(place))
+        .route("/orders/{id}/cancel", post(cancel::cancel))
 }
 
 /// Body of `POST /orders`. Unit prices are never taken from the client.

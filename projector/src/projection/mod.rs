@@ -6,6 +6,7 @@
 //! new; [`Projection::apply`] only writes its effect.
 
 mod orders;
+mod payments;
 mod products;
 mod user_orders;
 
@@ -17,6 +18,7 @@ use uuid::Uuid;
 use crate::apply::ApplyError;
 
 pub use orders::OrdersProjection;
+pub use payments::PaymentsProjection;
 pub use products::ProductsProjection;
 pub use user_orders::UserOrdersProjection;
 
@@ -147,6 +149,7 @@ pub fn all() -> &'static [&'static dyn Projection] {
         &ProductsProjection,
         &OrdersProjection,
         &UserOrdersProjection,
+        &PaymentsProjection,
     ]
 }
 
@@ -174,12 +177,14 @@ mod tests {
 
     #[test]
     fn projections_are_found_by_name_and_stream_type() {
-        assert_eq!(names(), ["products", "orders", "user_orders"]);
+        assert_eq!(names(), ["products", "orders", "user_orders", "payments"]);
         assert_eq!(by_name("orders").map(|p| p.tables()), Some(&["orders"][..]));
         assert!(by_name("nope").is_none());
         let orders: Vec<_> = interested_in("orders").map(|p| p.name()).collect();
         assert_eq!(orders, ["orders", "user_orders"]);
-        assert_eq!(interested_in("payments").count(), 0);
+        let payments: Vec<_> = interested_in("payments").map(|p| p.name()).collect();
+        assert_eq!(payments, ["payments"]);
+        assert_eq!(interested_in("gateway").count(), 0);
         assert_eq!(Schema::Shadow.table("products"), "read_replay.products");
     }
 }

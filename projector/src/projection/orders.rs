@@ -1,4 +1,5 @@
-//! `read.orders`: one row per order stream with its status, lines and total.
+//! `read.orders`: one row per order stream with its status (and the reason
+//! of a rejection or cancellation), lines and total.
 
 use async_trait::async_trait;
 use domain::order::{OrderEvent, OrderStatus};
@@ -71,7 +72,46 @@ impl Projection for OrdersProjection {
                 .await
                 .map_err(|source| ApplyError::database(format!("inserting into {table}"), source))?;
             }
+            OrderEvent::OrderAwaitingPayment { .. } => {
+                set_status(conn, &table, event, OrderStatus::AwaitingPayment, None).await?;
+            }
+            OrderEvent::OrderConfirmed { .. } => {
+                set_status(conn, &table, event, OrderStatus::Confirmed, None).await?;
+            }
+            OrderEvent::OrderRejected { reason } => {
+                set_status(conn, &table, event, OrderStatus::Rejected, Some(reason)).await?;
+            }
+            OrderEvent::OrderCancelled { reason } => {
+                set_status(conn, &table, event, OrderStatus::Cancelled, Some(reason)).await?;
+            }
         }
         Ok(())
     }
+}
+
+/// Moves the order's row to `status` (and `reason`, when given) at `event`'s
+/// version and time, guarded by the next-version rule.
+async fn set_status(
+    conn: &mut PgConnection,
+    table: &str,
+    event: &EventEnvelope,
+    status: OrderStatus,
+    reason: Option<String>,
+) -> Result<(), ApplyError> {
+    sqlx::query(&format!(
+        "UPDATE {table}
+         SET status = $2, reason = COALESCE($3, reason), version = $4, updated_at = $5
+         WHERE order_id = $1 AND version = $4 - 1"
+    ))
+    .bind(event.stream_id)
+    .bind(status.as_str())
+    .bind(reason)
+    .bind(event.stream_version)
+    .bind(event.recorded_at)
+    .execute(conn)
+    .await
+    .map_err(|source| {
+        ApplyError::database(format!("writing {} to {table}", event.event_type), source)
+    })?;
+    Ok(())
 }

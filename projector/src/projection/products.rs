@@ -1,8 +1,10 @@
-//! `read.products`: the catalog with stock levels, one row per product stream.
+//! `read.products`: the catalog with stock levels (available, reserved, sold),
+//! one row per product stream.
 
 use async_trait::async_trait;
 use domain::product::ProductEvent;
 use eventstore::EventEnvelope;
+use sqlx::postgres::PgQueryResult;
 use sqlx::PgConnection;
 
 use super::{Projection, Schema, VersionTable};
@@ -66,17 +68,16 @@ impl Projection for ProductsProjection {
                 .await
             }
             ProductEvent::ProductRestocked { quantity } => {
-                sqlx::query(&format!(
-                    "UPDATE {table}
-                     SET available = available + $2, version = $3, updated_at = $4
-                     WHERE product_id = $1 AND version = $3 - 1"
-                ))
-                .bind(event.stream_id)
-                .bind(quantity)
-                .bind(event.stream_version)
-                .bind(event.recorded_at)
-                .execute(conn)
-                .await
+                move_stock(conn, &table, event, StockDelta::restock(quantity)).await
+            }
+            ProductEvent::StockReserved { quantity, .. } => {
+                move_stock(conn, &table, event, StockDelta::reserve(quantity)).await
+            }
+            ProductEvent::ReservationReleased { quantity, .. } => {
+                move_stock(conn, &table, event, StockDelta::release(quantity)).await
+            }
+            ProductEvent::ReservationCommitted { quantity, .. } => {
+                move_stock(conn, &table, event, StockDelta::commit(quantity)).await
             }
         };
         result.map_err(|source| {
@@ -84,4 +85,74 @@ impl Projection for ProductsProjection {
         })?;
         Ok(())
     }
+}
+
+/// How one event moves units between the available, reserved and sold counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StockDelta {
+    available: i64,
+    reserved: i64,
+    sold: i64,
+}
+
+impl StockDelta {
+    /// New units arrive: available += q.
+    fn restock(quantity: i64) -> Self {
+        Self {
+            available: quantity,
+            reserved: 0,
+            sold: 0,
+        }
+    }
+
+    /// Units are held for an order: available -= q, reserved += q.
+    fn reserve(quantity: i64) -> Self {
+        Self {
+            available: -quantity,
+            reserved: quantity,
+            sold: 0,
+        }
+    }
+
+    /// Held units go back: reserved -= q, available += q.
+    fn release(quantity: i64) -> Self {
+        Self {
+            available: quantity,
+            reserved: -quantity,
+            sold: 0,
+        }
+    }
+
+    /// Held units are sold: reserved -= q, sold += q.
+    fn commit(quantity: i64) -> Self {
+        Self {
+            available: 0,
+            reserved: -quantity,
+            sold: quantity,
+        }
+    }
+}
+
+/// Applies `delta` to the product's row and moves its version to `event`'s
+/// (guarded by the next-version rule).
+async fn move_stock(
+    conn: &mut PgConnection,
+    table: &str,
+    event: &EventEnvelope,
+    delta: StockDelta,
+) -> Result<PgQueryResult, sqlx::Error> {
+    sqlx::query(&format!(
+        "UPDATE {table}
+         SET available = available + $2, reserved = reserved + $3, sold = sold + $4,
+             version = $5, updated_at = $6
+         WHERE product_id = $1 AND version = $5 - 1"
+    ))
+    .bind(event.stream_id)
+    .bind(delta.available)
+    .bind(delta.reserved)
+    .bind(delta.sold)
+    .bind(event.stream_version)
+    .bind(event.recorded_at)
+    .execute(conn)
+    .await
 }

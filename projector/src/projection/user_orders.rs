@@ -63,6 +63,14 @@ impl Projection for UserOrdersProjection {
                     ApplyError::database(format!("inserting into {table}"), source)
                 })?;
             }
+            // The index does not show the status: later events only move
+            // the row's version, so the next-version rule keeps holding.
+            OrderEvent::OrderAwaitingPayment { .. }
+            | OrderEvent::OrderConfirmed { .. }
+            | OrderEvent::OrderRejected { .. }
+            | OrderEvent::OrderCancelled { .. } => {
+                self.advance_version(conn, schema, event).await?;
+            }
         }
         Ok(())
     }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod saga;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,10 +28,11 @@ use uuid::Uuid;
 pub const SETTLE: Duration = Duration::from_secs(60);
 
 /// Read tables and their keys, for snapshots.
-pub const TABLES: [(&str, &str); 3] = [
+pub const TABLES: [(&str, &str); 4] = [
     ("products", "product_id"),
     ("orders", "order_id"),
     ("user_orders", "order_id"),
+    ("payments", "payment_id"),
 ];
 
 /// One test's database, topics and producer.
@@ -292,7 +295,9 @@ pub async fn lagging_streams(pool: &PgPool) -> i64 {
          + (SELECT count(*) FROM eventstore.streams s LEFT JOIN read.orders o ON o.order_id = s.stream_id
             WHERE s.stream_type = 'orders' AND o.version IS DISTINCT FROM s.version)
          + (SELECT count(*) FROM eventstore.streams s LEFT JOIN read.user_orders u ON u.order_id = s.stream_id
-            WHERE s.stream_type = 'orders' AND u.version IS DISTINCT FROM s.version)",
+            WHERE s.stream_type = 'orders' AND u.version IS DISTINCT FROM s.version)
+         + (SELECT count(*) FROM eventstore.streams s LEFT JOIN read.payments y ON y.payment_id = s.stream_id
+            WHERE s.stream_type = 'payments' AND y.version IS DISTINCT FROM s.version)",
     )
     .fetch_one(pool)
     .await

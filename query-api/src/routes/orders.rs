@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::consistency::{read_at_least, MinVersion};
 use crate::error::{ApiError, DbContext};
 use crate::extract::{ApiPath, ApiQuery};
-use crate::model::{order_columns, Order};
+use crate::model::{order_columns, payment_join, Order};
 use crate::pagination::{into_page, OrderCursor, PageParams};
 use crate::AppState;
 
@@ -63,13 +63,14 @@ async fn list_user_orders(
     let limit = page.limit()?;
     let fetch = i64::from(limit) + 1;
     // Keyset over the (user_id, placed_at DESC, order_id DESC) index; the
-    // details come from read.orders.
+    // details come from read.orders, the payment from read.payments.
     let rows: Vec<UserOrderRow> = match page.cursor::<OrderCursor>()? {
         None => {
             sqlx::query_as(concat!(
                 "SELECT u.placed_at AS key_placed_at, u.order_id AS key_order_id, ",
                 order_columns!(),
                 " FROM read.user_orders u JOIN read.orders o ON o.order_id = u.order_id",
+                payment_join!(),
                 " WHERE u.user_id = $1",
                 " ORDER BY u.placed_at DESC, u.order_id DESC LIMIT $2"
             ))
@@ -83,6 +84,7 @@ async fn list_user_orders(
                 "SELECT u.placed_at AS key_placed_at, u.order_id AS key_order_id, ",
                 order_columns!(),
                 " FROM read.user_orders u JOIN read.orders o ON o.order_id = u.order_id",
+                payment_join!(),
                 " WHERE u.user_id = $1 AND (u.placed_at, u.order_id) < ($2, $3)",
                 " ORDER BY u.placed_at DESC, u.order_id DESC LIMIT $4"
             ))
@@ -107,7 +109,9 @@ async fn load_order(pool: &PgPool, order_id: Uuid) -> Result<Option<Order>, ApiE
     sqlx::query_as(concat!(
         "SELECT ",
         order_columns!(),
-        " FROM read.orders o WHERE o.order_id = $1"
+        " FROM read.orders o",
+        payment_join!(),
+        " WHERE o.order_id = $1"
     ))
     .bind(order_id)
     .fetch_optional(pool)

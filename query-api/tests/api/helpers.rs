@@ -147,6 +147,28 @@ impl TestApp {
         .await
         .expect("insert user order");
     }
+
+    /// Seeds `read.payments` as the owner.
+    pub async fn insert_payment(&self, payment: &PaymentSeed) {
+        sqlx::query(
+            "INSERT INTO read.payments (payment_id, order_id, status, amount_cents, currency, \
+             charge_id, refund_id, decline_code, failure_reason, version, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())",
+        )
+        .bind(payment.payment_id)
+        .bind(payment.order_id)
+        .bind(&payment.status)
+        .bind(payment.amount_cents)
+        .bind(&payment.currency)
+        .bind(&payment.charge_id)
+        .bind(&payment.refund_id)
+        .bind(&payment.decline_code)
+        .bind(&payment.failure_reason)
+        .bind(payment.version)
+        .execute(&self.db.pool)
+        .await
+        .expect("insert payment");
+    }
 }
 
 impl Drop for TestApp {
@@ -258,6 +280,39 @@ impl OrderSeed {
             version: 1,
             placed_at,
             updated_at: placed_at,
+        }
+    }
+}
+
+/// A row of `read.payments`.
+#[derive(Debug, Clone)]
+pub struct PaymentSeed {
+    pub payment_id: Uuid,
+    pub order_id: Uuid,
+    pub status: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub charge_id: Option<String>,
+    pub refund_id: Option<String>,
+    pub decline_code: Option<String>,
+    pub failure_reason: Option<String>,
+    pub version: i64,
+}
+
+impl PaymentSeed {
+    /// A requested payment of `amount_cents` EUR for `order_id`, at version 1.
+    pub fn requested(order_id: Uuid, amount_cents: i64) -> Self {
+        Self {
+            payment_id: Uuid::now_v7(),
+            order_id,
+            status: "REQUESTED".to_owned(),
+            amount_cents,
+            currency: "EUR".to_owned(),
+            charge_id: None,
+            refund_id: None,
+            decline_code: None,
+            failure_reason: None,
+            version: 1,
         }
     }
 }

@@ -7,5 +7,6 @@ mod errors;
 mod helpers;
 mod min_version;
 mod orders;
+mod payments;
 mod products;
 mod read_only;

@@ -47,8 +47,9 @@ async fn order_is_returned_with_exactly_the_documented_fields() {
             ],
             "total_cents": 2 * 1250 + 999,
             "version": 2,
+            "payment": null,
         }),
-        "reason is omitted while null"
+        "reason is omitted while null; payment is null without a payment row"
     );
 }
 

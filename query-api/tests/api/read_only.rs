@@ -37,7 +37,12 @@ async fn query_role_cannot_change_the_read_models() {
         .unwrap();
     assert_eq!(user, "orders_query");
 
-    for table in ["read.products", "read.orders", "read.user_orders"] {
+    for table in [
+        "read.products",
+        "read.orders",
+        "read.user_orders",
+        "read.payments",
+    ] {
         sqlx::query(&format!("SELECT count(*) FROM {table}"))
             .execute(&pool)
             .await
@@ -62,6 +67,13 @@ async fn query_role_cannot_change_the_read_models() {
         &pool,
         "INSERT INTO read.user_orders (order_id, user_id, placed_at, version) \
          VALUES (gen_random_uuid(), 'u', now(), 1)",
+    )
+    .await;
+    assert_refused(
+        &pool,
+        "INSERT INTO read.payments (payment_id, order_id, status, amount_cents, currency, \
+         version, updated_at) VALUES (gen_random_uuid(), gen_random_uuid(), 'CAPTURED', 1, \
+         'EUR', 1, now())",
     )
     .await;
     assert_refused(&pool, "CREATE TABLE read.sneaky (id INT)").await;
