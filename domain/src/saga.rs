@@ -342,14 +342,16 @@ fn step(
             saga.payment = PaymentProgress::Captured { charge_id };
             saga.effect = None;
             saga.deadline = None;
-            let mut actions: Vec<SagaAction> = saga
-                .reserved
-                .iter()
-                .map(|&product_id| SagaAction::CommitReservation { product_id })
-                .collect();
-            actions.push(SagaAction::ConfirmOrder {
+            // Confirm first: if a user's cancel won the race for the order
+            // stream, nothing is sold and the caller retries with the cancel.
+            let mut actions = vec![SagaAction::ConfirmOrder {
                 payment_id: saga.payment_id(),
-            });
+            }];
+            actions.extend(
+                saga.reserved
+                    .iter()
+                    .map(|&product_id| SagaAction::CommitReservation { product_id }),
+            );
             actions
         }
         (P::Cancelled, SagaInput::PaymentCaptured { charge_id }) => {

@@ -80,17 +80,27 @@ impl HttpPaymentProvider {
     }
 
     /// Runs the request `build` makes, with the breaker and the retries.
+    ///
+    /// If any attempt timed out, a failure of the whole call is reported as
+    /// [`PaymentError::Timeout`] even when a later attempt failed otherwise
+    /// (e.g. the breaker opened): the provider may have acted on the
+    /// request, and the caller must know its outcome is unknown.
     async fn call<T: DeserializeOwned>(
         &self,
         build: impl Fn() -> RequestBuilder,
     ) -> Result<T, PaymentError> {
         let mut attempt = 1;
+        let mut timed_out = false;
         loop {
             if let Err(retry_after) = self.breaker.try_acquire() {
                 tracing::debug!(?retry_after, "payment provider circuit open; not calling");
+                if timed_out {
+                    return Err(PaymentError::Timeout);
+                }
                 return Err(PaymentError::CircuitOpen { retry_after });
             }
             let result = send(build()).await;
+            timed_out |= matches!(result, Err(PaymentError::Timeout));
             match &result {
                 Err(error) if error.is_retryable() => self.breaker.record_failure(),
                 _ => self.breaker.record_success(),
@@ -106,6 +116,9 @@ impl HttpPaymentProvider {
                     );
                     tokio::time::sleep(delay).await;
                     attempt += 1;
+                }
+                Err(error) if timed_out && error.is_retryable() => {
+                    return Err(PaymentError::Timeout)
                 }
                 other => return other,
             }

@@ -52,7 +52,7 @@ impl Default for EffectSettings {
 }
 
 /// What a provider call came to.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Outcome {
     /// Record this on the payment stream and tell the saga.
     Record(PaymentCommand, SagaInput),
@@ -155,6 +155,22 @@ impl EffectRunner {
         tx.commit().await?;
 
         let outcome = self.call(&row, &effect).await;
+        let mut attempt = 1;
+        loop {
+            match self.record(order_id, outcome.clone()).await {
+                Err(HandlerError::Execute(error)) if error.is_conflict() && attempt < 10 => {
+                    tracing::debug!(%error, attempt, "lost a race recording the outcome; retrying");
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Records a call's outcome: the payment stream and the saga, in one
+    /// transaction.
+    async fn record(&self, order_id: Uuid, outcome: Outcome) -> Result<(), HandlerError> {
+        let policy = self.handler.policy();
         let mut tx = self.pool.begin().await?;
         let Some(row) = store::lock(&mut tx, order_id).await? else {
             return Ok(());

@@ -10,7 +10,7 @@ use domain::aggregate::{Order, Payment, Product};
 use domain::order::{OrderCommand, OrderError, OrderStatus};
 use domain::payment::PaymentCommand;
 use domain::product::ProductCommand;
-use domain::saga::{react, OrderSaga, SagaAction, SagaInput, SagaPolicy};
+use domain::saga::{react, OrderSaga, SagaAction, SagaInput, SagaPhase, SagaPolicy};
 use eventstore::aggregate::{execute, load, CommandError};
 use eventstore::{Appended, EventEnvelope, Metadata};
 use sqlx::PgConnection;
@@ -55,6 +55,10 @@ pub enum ExecuteError {
     /// Loading or appending failed (a conflict is worth retrying).
     #[error(transparent)]
     Command(#[from] CommandError),
+    /// The user cancelled the order while the saga was acting on it: the
+    /// transaction must be retried, and the saga will see the cancel first.
+    #[error("order {0} was cancelled meanwhile")]
+    CancelledMeanwhile(Uuid),
     /// A stream refused an action the saga should never issue in that state.
     #[error("{action} refused: {message}")]
     Refused {
@@ -71,9 +75,10 @@ impl ExecuteError {
     pub fn is_conflict(&self) -> bool {
         matches!(
             self,
-            ExecuteError::Command(CommandError::Append(
-                eventstore::AppendError::Conflict { .. }
-            ))
+            ExecuteError::CancelledMeanwhile(_)
+                | ExecuteError::Command(CommandError::Append(
+                    eventstore::AppendError::Conflict { .. }
+                ))
         )
     }
 }
@@ -93,6 +98,11 @@ pub async fn advance(
     let mut saga = saga;
     let mut appended = Vec::new();
     let mut inputs = VecDeque::from([input]);
+    if user_cancelled_unseen(conn, saga.as_ref(), order_id).await? {
+        // The saga learns of a user's cancel before anything else, so it
+        // never confirms or charges an order that is already cancelled.
+        inputs.push_front(SagaInput::OrderCancelled);
+    }
     while let Some(input) = inputs.pop_front() {
         let reaction = react(saga.as_ref(), order_id, input, now, policy);
         saga = reaction.saga;
@@ -103,6 +113,22 @@ pub async fn advance(
         }
     }
     Ok((saga, appended))
+}
+
+/// Whether the order is cancelled on its stream while the saga still acts
+/// on it (the `OrderCancelled` event may not have reached the saga yet).
+async fn user_cancelled_unseen(
+    conn: &mut PgConnection,
+    saga: Option<&OrderSaga>,
+    order_id: Uuid,
+) -> Result<bool, ExecuteError> {
+    let active =
+        saga.is_some_and(|s| matches!(s.phase, SagaPhase::Reserving | SagaPhase::AwaitingPayment));
+    if !active {
+        return Ok(false);
+    }
+    let order = load::<Order>(conn, order_id).await?;
+    Ok(order.state.status() == Some(OrderStatus::Cancelled))
 }
 
 type ActionOutcome = (Vec<EventEnvelope>, Option<SagaInput>);
@@ -207,7 +233,8 @@ async fn run_action(
 }
 
 /// Runs a lifecycle command on the order. If the user cancelled the order
-/// meanwhile, the refusal is not an error: the saga learns of the cancel.
+/// meanwhile, the whole transaction is retried (the saga then sees the
+/// cancel first).
 async fn order_action(
     conn: &mut PgConnection,
     order_id: Uuid,
@@ -220,8 +247,8 @@ async fn order_action(
         Err(refusal @ (OrderError::InvalidTransition { .. } | OrderError::PaymentCaptured)) => {
             let order = load::<Order>(conn, order_id).await?;
             if order.state.status() == Some(OrderStatus::Cancelled) {
-                tracing::info!(%order_id, "order was cancelled meanwhile; compensating");
-                Ok((vec![], Some(SagaInput::OrderCancelled)))
+                tracing::info!(%order_id, "order was cancelled meanwhile; retrying with the cancel");
+                Err(ExecuteError::CancelledMeanwhile(order_id))
             } else {
                 Err(refused(described, &refusal))
             }

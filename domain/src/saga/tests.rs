@@ -138,11 +138,11 @@ fn capture_sells_every_reservation_and_confirms() {
     assert_eq!(
         actions,
         [
-            SagaAction::CommitReservation { product_id: s.a },
-            SagaAction::CommitReservation { product_id: s.b },
             SagaAction::ConfirmOrder {
                 payment_id: s.payment()
             },
+            SagaAction::CommitReservation { product_id: s.a },
+            SagaAction::CommitReservation { product_id: s.b },
         ]
     );
     assert!(s.saga().is_finished());
