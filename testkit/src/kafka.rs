@@ -54,7 +54,7 @@ pub struct Record {
     pub offset: i64,
     /// Key as UTF-8.
     pub key: String,
-    /// Value parsed as JSON.
+    /// Value parsed as JSON (a JSON string holding the raw text if it is not JSON).
     pub value: serde_json::Value,
     /// Headers as UTF-8.
     pub headers: HashMap<String, String>,
@@ -129,9 +129,14 @@ fn to_record(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
             .key()
             .map(|k| String::from_utf8_lossy(k).into_owned())
             .unwrap_or_default(),
+        // JSON values parsed; anything else (e.g. a poison message) as a string.
         value: message
             .payload()
-            .map(|p| serde_json::from_slice(p).expect("record value is JSON"))
+            .map(|p| {
+                serde_json::from_slice(p).unwrap_or_else(|_| {
+                    serde_json::Value::String(String::from_utf8_lossy(p).into_owned())
+                })
+            })
             .unwrap_or(serde_json::Value::Null),
         headers,
     }
