@@ -15,6 +15,10 @@ DATABASE_URL ?= postgres://orders:orders@127.0.0.1:5432/orders
 QUERY_DATABASE_URL ?= postgres://orders_query:orders_query@127.0.0.1:5432/orders
 KAFKA_BROKERS ?= 127.0.0.1:9092
 RUST_LOG ?= info
+# Shorter than the production defaults so `make demo` settles quickly.
+SAGA_PAYMENT_DEADLINE_MS ?= 10000
+PAYMENT_GATEWAY_SLOW_RESPONSE_MS ?= 4000
+export SAGA_PAYMENT_DEADLINE_MS PAYMENT_GATEWAY_SLOW_RESPONSE_MS
 
 # Extra args: `make test TEST_ARGS='--test-threads=4'`, `make test CARGO_TEST_FLAGS='-p eventstore'`.
 CARGO_TEST_FLAGS ?=
@@ -24,7 +28,7 @@ BENCH_ARGS ?=
 
 # Processes started by `make run` (missing binaries are skipped with a warning).
 # Extend when new services land, e.g. `PROCS += saga-worker payment-gateway`.
-PROCS ?= command-api outbox-relay projector query-api
+PROCS ?= command-api outbox-relay projector query-api payment-gateway saga-worker
 
 .PHONY: help infra-up infra-down infra-clean infra-status build test lint run demo bench replay
 
@@ -68,5 +72,7 @@ bench: ## measure a running system (start it with `make run` first; BENCH_ARGS='
 	$(CARGO) build --release -p bench
 	$(CARGO_TARGET_DIR)/release/bench $(BENCH_ARGS)
 
-demo: ## end-to-end demo (not yet)
-	@echo "demo arrives with the saga (issue 3)"
+demo: infra-up build ## place an order down each saga path and print the timelines (starts the system if needed)
+	PROCS='$(PROCS)' BIN_DIR='$(BIN_DIR)' DATABASE_URL='$(DATABASE_URL)' \
+		QUERY_DATABASE_URL='$(QUERY_DATABASE_URL)' KAFKA_BROKERS='$(KAFKA_BROKERS)' \
+		bash infra/demo.sh

@@ -97,10 +97,15 @@ impl System {
         let stop = shutdown.clone();
         tokio::spawn(async move { relay.run(stop).await });
 
+        // Group ids are per test, like the topics: a group shared between
+        // tests would rebalance across them.
         let consumer = projector::Consumer::new(
             db.pool.clone(),
             &kafka.config,
-            projector::ConsumerSettings::default(),
+            projector::ConsumerSettings {
+                group_id: format!("{}projector", kafka.config.topic_prefix),
+                ..projector::ConsumerSettings::default()
+            },
         )
         .expect("projector");
         tokio::spawn(consumer.run(shutdown.clone()));
@@ -169,6 +174,7 @@ impl System {
             &self.kafka.config,
             handler,
             saga::consumer::ConsumerSettings {
+                group_id: format!("{}saga", self.kafka.config.topic_prefix),
                 max_attempts: 3,
                 retry_base: Duration::from_millis(20),
                 retry_max: Duration::from_millis(200),

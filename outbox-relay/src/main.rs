@@ -40,3 +40,15 @@ async fn main() -> anyhow::Result<()> {
     relay.run(shutdown).await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Config;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Config::command().debug_assert();
+    }
+}

@@ -162,6 +162,8 @@ impl Consumer {
         let consumer: StreamConsumer<ProjectorContext> = kafka
             .client_config()
             .set("group.id", &settings.group_id)
+            // A projector that dies is replaced within seconds, not 45.
+            .set("session.timeout.ms", "10000")
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")

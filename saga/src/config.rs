@@ -85,8 +85,8 @@ pub struct WorkerConfig {
     #[arg(long, env = "SAGA_CURRENCY", default_value = "EUR")]
     pub currency: String,
     /// Attempts at a message before it goes to the dead-letter queue.
-    #[arg(long, env = "SAGA_MAX_ATTEMPTS", default_value_t = 5)]
-    pub max_attempts: u32,
+    #[arg(long, env = "SAGA_DEAD_LETTER_AFTER", default_value_t = 5)]
+    pub dead_letter_after: u32,
     /// How often the effect runner looks for due calls and deadlines (ms).
     #[arg(long, env = "SAGA_TICK_MS", default_value_t = 250)]
     pub tick_ms: u64,
@@ -107,7 +107,7 @@ impl WorkerConfig {
     pub fn consumer_settings(&self) -> ConsumerSettings {
         ConsumerSettings {
             group_id: self.group_id.clone(),
-            max_attempts: self.max_attempts,
+            max_attempts: self.dead_letter_after,
             ..ConsumerSettings::default()
         }
     }
@@ -118,5 +118,33 @@ impl WorkerConfig {
             tick: Duration::from_millis(self.tick_ms),
             ..EffectSettings::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed_and_has_defaults() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["saga-worker"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(
+            cli.run.policy().payment_deadline,
+            chrono::Duration::seconds(30)
+        );
+        assert_eq!(cli.run.consumer_settings().max_attempts, 5);
+        let cli = Cli::try_parse_from(["saga-worker", "dead-letters", "redrive", "--all"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::DeadLetters(DeadLetterCommand::Redrive {
+                id: None,
+                all: true
+            }))
+        ));
+        assert!(Cli::try_parse_from(["saga-worker", "dead-letters", "redrive"]).is_err());
     }
 }

@@ -69,6 +69,8 @@ impl SagaConsumer {
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
             .set("auto.commit.interval.ms", "500")
+            // A worker that dies is replaced within seconds, not 45.
+            .set("session.timeout.ms", "10000")
             .create()?;
         let topics = kafka.event_topics();
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
