@@ -11,7 +11,7 @@ use platform::http::{ApiJson, Problem, MAX_BODY_BYTES};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::correlation::{self, CommandId};
+use crate::correlation::CommandId;
 use crate::error::ApiError;
 use crate::handling::CommandContext;
 use crate::idempotency::{self, IdempotencyRequest};
@@ -126,7 +126,7 @@ async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes,
 /// method and path (for the idempotency fingerprint).
 #[derive(Debug, Clone)]
 pub struct CommandHeaders {
-    /// The request's command id (from [`correlation::assign_command_id`]).
+    /// The request's command id (from [`crate::correlation::assign_command_id`]).
     pub command_id: Uuid,
     /// A valid `Idempotency-Key`, if sent.
     pub idempotency_key: Option<String>,
@@ -172,7 +172,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandHeaders {
             .headers
             .get("traceparent")
             .and_then(|value| value.to_str().ok())
-            .filter(|value| correlation::is_valid_traceparent(value))
+            .filter(|value| eventstore::trace::is_valid_traceparent(value))
             .map(str::to_owned);
         Ok(Self {
             command_id,

@@ -49,7 +49,7 @@ fn start_duplicator(system: &System, stop: Arc<AtomicBool>) -> tokio::task::Join
         while !stop.load(Ordering::SeqCst) {
             for record in probe.read(50, Duration::from_millis(200)).await {
                 seen += 1;
-                if seen % 3 != 0 {
+                if !seen.is_multiple_of(3) {
                     continue;
                 }
                 let value = serde_json::to_vec(&record.value).unwrap();

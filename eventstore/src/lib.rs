@@ -6,6 +6,7 @@ pub mod aggregate;
 pub mod envelope;
 pub mod relay;
 pub mod store;
+pub mod trace;
 
 pub use envelope::{EventEnvelope, Metadata, NewEvent};
 pub use store::{

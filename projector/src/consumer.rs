@@ -291,6 +291,14 @@ impl Consumer {
 }
 
 /// Applies `event` to every projection of its stream type in one transaction.
+#[tracing::instrument(skip_all, fields(
+    event_id = %event.event_id,
+    event_type = %event.event_type,
+    stream_id = %event.stream_id,
+    correlation_id = %event.metadata.correlation_id,
+    causation_id = %event.metadata.causation_id,
+    trace_id = eventstore::trace::trace_id(event.metadata.traceparent.as_deref()).unwrap_or(""),
+))]
 pub async fn project(pool: &PgPool, event: &EventEnvelope) -> Result<(), ApplyError> {
     let mut interested = projection::interested_in(&event.stream_type).peekable();
     if interested.peek().is_none() {

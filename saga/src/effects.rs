@@ -129,13 +129,21 @@ impl EffectRunner {
     }
 
     /// Checks the saga's deadline, then makes its pending call, if any.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(skip(self), fields(correlation_id, trace_id))]
     async fn process(&self, order_id: Uuid) -> Result<(), HandlerError> {
         let policy = self.handler.policy();
         let mut tx = self.pool.begin().await?;
         let Some(row) = store::lock(&mut tx, order_id).await? else {
             return Ok(());
         };
+        let span = tracing::Span::current();
+        span.record(
+            "correlation_id",
+            tracing::field::display(row.correlation_id),
+        );
+        if let Some(trace_id) = eventstore::trace::trace_id(row.traceparent.as_deref()) {
+            span.record("trace_id", trace_id);
+        }
         let now = Utc::now();
         handler::apply(
             &mut tx,

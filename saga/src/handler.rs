@@ -91,7 +91,7 @@ impl Handler {
         event_type = %event.event_type,
         correlation_id = %event.metadata.correlation_id,
         causation_id = %event.metadata.causation_id,
-        trace_id = crate::trace::trace_id(event.metadata.traceparent.as_deref()).unwrap_or(""),
+        trace_id = eventstore::trace::trace_id(event.metadata.traceparent.as_deref()).unwrap_or(""),
     ))]
     pub async fn handle(&self, event: &EventEnvelope) -> Result<Handled, HandlerError> {
         let Some((order_id, input)) = route(event)? else {

@@ -18,7 +18,6 @@ pub mod execute;
 pub mod handler;
 pub mod routing;
 pub mod store;
-pub mod trace;
 
 use std::sync::Arc;
 
