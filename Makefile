@@ -18,7 +18,6 @@ RUST_LOG ?= info
 # Shorter than the production defaults so `make demo` settles quickly.
 SAGA_PAYMENT_DEADLINE_MS ?= 10000
 PAYMENT_GATEWAY_SLOW_RESPONSE_MS ?= 4000
-export SAGA_PAYMENT_DEADLINE_MS PAYMENT_GATEWAY_SLOW_RESPONSE_MS
 
 # Extra args: `make test TEST_ARGS='--test-threads=4'`, `make test CARGO_TEST_FLAGS='-p eventstore'`.
 CARGO_TEST_FLAGS ?=
@@ -54,7 +53,7 @@ build: ## build all binaries
 
 test: infra-up ## run the workspace tests against local infra
 	DATABASE_URL='$(DATABASE_URL)' QUERY_DATABASE_URL='$(QUERY_DATABASE_URL)' KAFKA_BROKERS='$(KAFKA_BROKERS)' \
-		$(CARGO) test --workspace $(CARGO_TEST_FLAGS) -- $(TEST_ARGS)
+		$(CARGO) test --workspace --no-fail-fast $(CARGO_TEST_FLAGS) -- $(TEST_ARGS)
 
 lint: ## rustfmt check + clippy (warnings are errors)
 	$(CARGO) fmt --all --check
@@ -63,6 +62,7 @@ lint: ## rustfmt check + clippy (warnings are errors)
 run: infra-up build ## run all services in the foreground (Ctrl-C stops all)
 	PROCS='$(PROCS)' BIN_DIR='$(BIN_DIR)' DATABASE_URL='$(DATABASE_URL)' \
 		QUERY_DATABASE_URL='$(QUERY_DATABASE_URL)' KAFKA_BROKERS='$(KAFKA_BROKERS)' RUST_LOG='$(RUST_LOG)' \
+		SAGA_PAYMENT_DEADLINE_MS='$(SAGA_PAYMENT_DEADLINE_MS)' PAYMENT_GATEWAY_SLOW_RESPONSE_MS='$(PAYMENT_GATEWAY_SLOW_RESPONSE_MS)' \
 		bash infra/run-all.sh
 
 replay: build ## rebuild every read model from the event log (REPLAY_ARGS='--projection orders')
@@ -75,4 +75,5 @@ bench: ## measure a running system (start it with `make run` first; BENCH_ARGS='
 demo: infra-up build ## place an order down each saga path and print the timelines (starts the system if needed)
 	PROCS='$(PROCS)' BIN_DIR='$(BIN_DIR)' DATABASE_URL='$(DATABASE_URL)' \
 		QUERY_DATABASE_URL='$(QUERY_DATABASE_URL)' KAFKA_BROKERS='$(KAFKA_BROKERS)' \
+		SAGA_PAYMENT_DEADLINE_MS='$(SAGA_PAYMENT_DEADLINE_MS)' PAYMENT_GATEWAY_SLOW_RESPONSE_MS='$(PAYMENT_GATEWAY_SLOW_RESPONSE_MS)' \
 		bash infra/demo.sh

@@ -41,6 +41,10 @@ struct Config {
     /// Longest wait for a write to become visible in the query API (ms).
     #[arg(long, default_value_t = 30_000)]
     visibility_timeout_ms: u64,
+    /// Also wait until each order is settled by the saga (CONFIRMED, …) and
+    /// report that latency; needs the saga worker and the gateway running.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    settle: bool,
 }
 
 #[tokio::main]
@@ -106,38 +110,56 @@ async fn place_orders(
     products: &[String],
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let results: Vec<anyhow::Result<(Duration, Duration)>> = stream::iter(0..config.orders)
-        .map(|n| {
-            let product = &products[n % products.len()];
-            async move {
-                let sent = Instant::now();
-                let response = client
-                    .post(format!("{}/orders", config.command_api))
-                    .json(&json!({
-                        "user_id": format!("bench-user-{}", n % 100),
-                        "lines": [{"product_id": product, "quantity": 1}],
-                        "payment": {"token": "tok_bench"}
-                    }))
-                    .send()
-                    .await?;
-                let body = expect(response, StatusCode::CREATED).await?;
-                let command_latency = sent.elapsed();
-                let order_id = body["order_id"].as_str().context("order_id")?;
-                let acknowledged = Instant::now();
-                wait_visible(client, config, order_id).await?;
-                Ok((command_latency, acknowledged.elapsed()))
-            }
-        })
-        .buffer_unordered(config.concurrency)
-        .collect()
-        .await;
+    let results: Vec<anyhow::Result<(Duration, Duration, Option<Duration>)>> =
+        stream::iter(0..config.orders)
+            .map(|n| {
+                let product = &products[n % products.len()];
+                async move {
+                    let sent = Instant::now();
+                    let response = client
+                        .post(format!("{}/orders", config.command_api))
+                        .json(&json!({
+                            "user_id": format!("bench-user-{}", n % 100),
+                            "lines": [{"product_id": product, "quantity": 1}],
+                            "payment": {"token": "tok_bench"}
+                        }))
+                        .send()
+                        .await?;
+                    let body = expect(response, StatusCode::CREATED).await?;
+                    let command_latency = sent.elapsed();
+                    let order_id = body["order_id"].as_str().context("order_id")?;
+                    let acknowledged = Instant::now();
+                    wait_until(client, config, order_id, |_| true).await?;
+                    let visible = acknowledged.elapsed();
+                    let settled = if config.settle {
+                        wait_until(client, config, order_id, |order| {
+                            matches!(
+                                order["status"].as_str(),
+                                Some("CONFIRMED" | "REJECTED" | "CANCELLED")
+                            )
+                        })
+                        .await?;
+                        Some(acknowledged.elapsed())
+                    } else {
+                        None
+                    };
+                    Ok((command_latency, visible, settled))
+                }
+            })
+            .buffer_unordered(config.concurrency)
+            .collect()
+            .await;
     let elapsed = started.elapsed();
     let mut commands = Samples::default();
     let mut lag = Samples::default();
+    let mut settle = Samples::default();
     for result in results {
-        let (command, visible) = result?;
+        let (command, visible, settled) = result?;
         commands.push(command);
         lag.push(visible);
+        if let Some(settled) = settled {
+            settle.push(settled);
+        }
     }
     println!(
         "place orders: {} in {:.2?} = {:.0} orders/s (each then read back from the query API)",
@@ -147,13 +169,18 @@ async fn place_orders(
     );
     println!("  command latency        {}", commands.summary());
     println!("  201 → visible in query {}", lag.summary());
+    if config.settle {
+        println!("  201 → CONFIRMED (saga) {}", settle.summary());
+    }
     Ok(())
 }
 
-async fn wait_visible(
+/// Polls the order in the query API until it exists and `done` holds.
+async fn wait_until(
     client: &reqwest::Client,
     config: &Config,
     order_id: &str,
+    done: impl Fn(&Value) -> bool,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_millis(config.visibility_timeout_ms);
     loop {
@@ -161,12 +188,12 @@ async fn wait_visible(
             .get(format!("{}/orders/{order_id}", config.query_api))
             .send()
             .await?;
-        if response.status() == StatusCode::OK {
+        if response.status() == StatusCode::OK && done(&response.json().await?) {
             return Ok(());
         }
         if Instant::now() > deadline {
             bail!(
-                "order {order_id} not visible after {}ms",
+                "order {order_id} not in the expected state after {}ms",
                 config.visibility_timeout_ms
             );
         }
