@@ -1,9 +1,8 @@
 //! Building the router and running the server.
 
 use anyhow::Context;
-use axum::http::StatusCode;
 use axum::{middleware, Router};
-use platform::http::{database_readiness, health_router, with_common_layers, Problem};
+use platform::http::{database_readiness, health_router, with_common_layers};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -20,16 +19,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::products::router())
         .merge(routes::orders::router())
         .with_state(state);
-    let app = commands
-        .merge(health_router(readiness))
-        .method_not_allowed_fallback(|| async {
-            Problem::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
-                "Method not allowed",
-                "this route does not accept this method",
-            )
-        });
+    let app = commands.merge(health_router(readiness));
     with_common_layers(app).layer(middleware::from_fn(correlation::assign_command_id))
 }
 

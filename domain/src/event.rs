@@ -128,6 +128,51 @@ pub fn decode_parts<E: DeserializeOwned>(
     })
 }
 
+/// Implements [`DomainEvent`] (and an `EVENT_TYPES` list) for an adjacently
+/// tagged event enum whose variants all have named fields: the event type is
+/// the variant's name, the schema version [`SCHEMA_VERSION`].
+macro_rules! domain_event {
+    ($event:ty, stream_type = $stream_type:literal, [$($variant:ident),+ $(,)?]) => {
+        impl $event {
+            /// Every event type of the stream, as stored in the log.
+            pub const EVENT_TYPES: &'static [&'static str] = &[$(stringify!($variant)),+];
+        }
+
+        impl $crate::event::DomainEvent for $event {
+            const STREAM_TYPE: &'static str = $stream_type;
+
+            fn event_type(&self) -> &'static str {
+                match self {
+                    $(Self::$variant { .. } => stringify!($variant),)+
+                }
+            }
+
+            fn schema_version(&self) -> i32 {
+                $crate::event::SCHEMA_VERSION
+            }
+
+            fn to_payload(&self) -> serde_json::Value {
+                $crate::event::encode_payload(self)
+            }
+
+            fn from_parts(
+                event_type: &str,
+                schema_version: i32,
+                payload: &serde_json::Value,
+            ) -> Result<Self, $crate::event::EventDecodeError> {
+                $crate::event::decode_parts(
+                    Self::STREAM_TYPE,
+                    Self::EVENT_TYPES,
+                    event_type,
+                    schema_version,
+                    payload,
+                )
+            }
+        }
+    };
+}
+pub(crate) use domain_event;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::event::{self, DomainEvent, EventDecodeError};
+use crate::event;
 
 mod lifecycle;
 
@@ -222,52 +222,17 @@ pub enum OrderEvent {
     },
 }
 
-impl OrderEvent {
-    /// Every event type of the `"orders"` stream, as stored in the log.
-    pub const EVENT_TYPES: &'static [&'static str] = &[
-        "OrderPlaced",
-        "OrderAwaitingPayment",
-        "OrderConfirmed",
-        "OrderRejected",
-        "OrderCancelled",
-    ];
-}
-
-impl DomainEvent for OrderEvent {
-    const STREAM_TYPE: &'static str = "orders";
-
-    fn event_type(&self) -> &'static str {
-        match self {
-            OrderEvent::OrderPlaced { .. } => "OrderPlaced",
-            OrderEvent::OrderAwaitingPayment { .. } => "OrderAwaitingPayment",
-            OrderEvent::OrderConfirmed { .. } => "OrderConfirmed",
-            OrderEvent::OrderRejected { .. } => "OrderRejected",
-            OrderEvent::OrderCancelled { .. } => "OrderCancelled",
-        }
-    }
-
-    fn schema_version(&self) -> i32 {
-        event::SCHEMA_VERSION
-    }
-
-    fn to_payload(&self) -> serde_json::Value {
-        event::encode_payload(self)
-    }
-
-    fn from_parts(
-        event_type: &str,
-        schema_version: i32,
-        payload: &serde_json::Value,
-    ) -> Result<Self, EventDecodeError> {
-        event::decode_parts(
-            Self::STREAM_TYPE,
-            Self::EVENT_TYPES,
-            event_type,
-            schema_version,
-            payload,
-        )
-    }
-}
+event::domain_event!(
+    OrderEvent,
+    stream_type = "orders",
+    [
+        OrderPlaced,
+        OrderAwaitingPayment,
+        OrderConfirmed,
+        OrderRejected,
+        OrderCancelled
+    ]
+);
 
 /// Why an order command was refused. Messages are shown to API users.
 #[derive(thiserror::Error, Debug, PartialEq, Eq, Clone)]

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::event::{self, DomainEvent, EventDecodeError};
+use crate::event;
 
 /// The payment id of an order: a name-based UUID, the same every time.
 pub fn payment_id_for(order_id: Uuid) -> Uuid {
@@ -164,15 +164,6 @@ pub enum PaymentEvent {
 }
 
 impl PaymentEvent {
-    /// Every event type of the `"payments"` stream, as stored in the log.
-    pub const EVENT_TYPES: &'static [&'static str] = &[
-        "PaymentRequested",
-        "PaymentCaptured",
-        "PaymentDeclined",
-        "PaymentRefunded",
-        "PaymentFailed",
-    ];
-
     /// The order the payment is for.
     pub fn order_id(&self) -> Uuid {
         match self {
@@ -185,41 +176,17 @@ impl PaymentEvent {
     }
 }
 
-impl DomainEvent for PaymentEvent {
-    const STREAM_TYPE: &'static str = "payments";
-
-    fn event_type(&self) -> &'static str {
-        match self {
-            PaymentEvent::PaymentRequested { .. } => "PaymentRequested",
-            PaymentEvent::PaymentCaptured { .. } => "PaymentCaptured",
-            PaymentEvent::PaymentDeclined { .. } => "PaymentDeclined",
-            PaymentEvent::PaymentRefunded { .. } => "PaymentRefunded",
-            PaymentEvent::PaymentFailed { .. } => "PaymentFailed",
-        }
-    }
-
-    fn schema_version(&self) -> i32 {
-        event::SCHEMA_VERSION
-    }
-
-    fn to_payload(&self) -> serde_json::Value {
-        event::encode_payload(self)
-    }
-
-    fn from_parts(
-        event_type: &str,
-        schema_version: i32,
-        payload: &serde_json::Value,
-    ) -> Result<Self, EventDecodeError> {
-        event::decode_parts(
-            Self::STREAM_TYPE,
-            Self::EVENT_TYPES,
-            event_type,
-            schema_version,
-            payload,
-        )
-    }
-}
+event::domain_event!(
+    PaymentEvent,
+    stream_type = "payments",
+    [
+        PaymentRequested,
+        PaymentCaptured,
+        PaymentDeclined,
+        PaymentRefunded,
+        PaymentFailed
+    ]
+);
 
 /// Why a payment command was refused.
 #[derive(thiserror::Error, Debug, PartialEq, Eq, Clone)]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::event::{self, DomainEvent, EventDecodeError};
+use crate::event;
 
 /// Longest product name accepted, in characters (Unicode scalar values), after trimming.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -168,15 +168,6 @@ pub enum ProductEvent {
 }
 
 impl ProductEvent {
-    /// Every event type of the `"inventory"` stream, as stored in the log.
-    pub const EVENT_TYPES: &'static [&'static str] = &[
-        "ProductRegistered",
-        "ProductRestocked",
-        "StockReserved",
-        "ReservationReleased",
-        "ReservationCommitted",
-    ];
-
     /// The order an event concerns, for reservation events.
     pub fn order_id(&self) -> Option<Uuid> {
         match self {
@@ -188,41 +179,17 @@ impl ProductEvent {
     }
 }
 
-impl DomainEvent for ProductEvent {
-    const STREAM_TYPE: &'static str = "inventory";
-
-    fn event_type(&self) -> &'static str {
-        match self {
-            ProductEvent::ProductRegistered { .. } => "ProductRegistered",
-            ProductEvent::ProductRestocked { .. } => "ProductRestocked",
-            ProductEvent::StockReserved { .. } => "StockReserved",
-            ProductEvent::ReservationReleased { .. } => "ReservationReleased",
-            ProductEvent::ReservationCommitted { .. } => "ReservationCommitted",
-        }
-    }
-
-    fn schema_version(&self) -> i32 {
-        event::SCHEMA_VERSION
-    }
-
-    fn to_payload(&self) -> serde_json::Value {
-        event::encode_payload(self)
-    }
-
-    fn from_parts(
-        event_type: &str,
-        schema_version: i32,
-        payload: &serde_json::Value,
-    ) -> Result<Self, EventDecodeError> {
-        event::decode_parts(
-            Self::STREAM_TYPE,
-            Self::EVENT_TYPES,
-            event_type,
-            schema_version,
-            payload,
-        )
-    }
-}
+event::domain_event!(
+    ProductEvent,
+    stream_type = "inventory",
+    [
+        ProductRegistered,
+        ProductRestocked,
+        StockReserved,
+        ReservationReleased,
+        ReservationCommitted
+    ]
+);
 
 /// Why a product command was refused. Messages are shown to API users.
 #[derive(thiserror::Error, Debug, PartialEq, Eq, Clone)]

@@ -75,13 +75,8 @@ impl GatewayError {
                 "Gateway timeout",
                 "the card network did not answer in time; no charge was made",
             ),
-            Self::Database { action, source } if platform::db::is_unavailable(source) => {
-                tracing::warn!(%action, error = %source, "ledger database unavailable");
-                Problem::unavailable("the ledger is unavailable; retry later")
-            }
             Self::Database { action, source } => {
-                tracing::error!(%action, error = ?source, "ledger database error");
-                Problem::internal()
+                Problem::from_database(action, source, "the ledger is unavailable; retry later")
             }
             Self::Internal(error) => {
                 tracing::error!(error = ?error, "internal error");

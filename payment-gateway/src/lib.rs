@@ -25,9 +25,8 @@ mod state;
 pub mod view;
 
 use anyhow::Context as _;
-use axum::http::StatusCode;
 use axum::{middleware, Router};
-use platform::http::{database_readiness, health_router, with_common_layers, Problem};
+use platform::http::{database_readiness, health_router, with_common_layers};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -54,16 +53,7 @@ pub fn router(state: AppState) -> Router {
             faults::add_latency,
         ))
         .with_state(state);
-    let app = charges
-        .merge(health_router(readiness))
-        .method_not_allowed_fallback(|| async {
-            Problem::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
-                "Method not allowed",
-                "this route does not accept this method",
-            )
-        });
+    let app = charges.merge(health_router(readiness));
     with_common_layers(app)
 }
 

@@ -106,6 +106,19 @@ impl Problem {
         )
     }
 
+    /// The problem for a failed database call: 503 when the database cannot
+    /// be reached (`unavailable` says what that means for the caller), else
+    /// 500. Logs the details, which are never returned.
+    pub fn from_database(action: &str, error: &sqlx::Error, unavailable: &str) -> Self {
+        if crate::db::is_unavailable(error) {
+            tracing::warn!(%action, %error, "database unavailable");
+            Self::unavailable(unavailable)
+        } else {
+            tracing::error!(%action, ?error, "database error");
+            Self::internal()
+        }
+    }
+
     /// The status as a `StatusCode`.
     pub fn status_code(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -205,10 +218,19 @@ pub fn health_router(readiness: ReadinessCheck) -> Router {
 }
 
 /// Adds what every API wants: the body limit, request tracing, panics
-/// turned into 500 problems, and problem+json for unknown routes.
+/// turned into 500 problems, and problem+json for unknown routes (404) and
+/// wrong methods (405, with `Allow`).
 pub fn with_common_layers(router: Router) -> Router {
     router
         .fallback(|| async { Problem::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "this route does not accept this method",
+            )
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|_| {

@@ -75,14 +75,11 @@ impl ApiError {
         match self {
             Self::BadRequest(detail) => Problem::malformed(detail.clone()),
             Self::NotFound(detail) => Problem::not_found(detail.clone()),
-            Self::Database { action, source } if platform::db::is_unavailable(source) => {
-                tracing::warn!(%action, error = %source, "database unavailable");
-                Problem::unavailable("the read-model database is unavailable; retry later")
-            }
-            Self::Database { action, source } => {
-                tracing::error!(%action, error = ?source, "database error");
-                Problem::internal()
-            }
+            Self::Database { action, source } => Problem::from_database(
+                action,
+                source,
+                "the read-model database is unavailable; retry later",
+            ),
             Self::Internal(error) => {
                 tracing::error!(error = ?error, "internal error");
                 Problem::internal()

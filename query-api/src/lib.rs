@@ -17,9 +17,7 @@ pub mod routes;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use axum::http::StatusCode;
 use axum::Router;
-use platform::http::Problem;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -66,15 +64,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::products::router())
         .merge(routes::orders::router())
         .with_state(state)
-        .merge(health)
-        .method_not_allowed_fallback(|| async {
-            Problem::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
-                "Method not allowed",
-                "the query API only answers GET",
-            )
-        });
+        .merge(health);
     platform::http::with_common_layers(api)
 }
 

@@ -2,6 +2,7 @@ use serde_json::json;
 
 use super::*;
 use crate::testing::{self, Given};
+use crate::{DomainEvent, EventDecodeError};
 
 const MUG: Uuid = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001);
 const CUP: Uuid = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0002);

@@ -4,6 +4,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::testing::given;
+use crate::DomainEvent;
 
 fn requested() -> PaymentEvent {
     PaymentEvent::PaymentRequested {

@@ -2,6 +2,7 @@ use serde_json::json;
 
 use super::*;
 use crate::testing::{self, Given};
+use crate::{DomainEvent, EventDecodeError};
 
 fn given(
     events: &[ProductEvent],
