@@ -58,20 +58,44 @@ pub struct VersionTable {
     pub has_updated_at: bool,
 }
 
+/// What a projection is: its name, tables, inputs and version bookkeeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    /// Its name, as given to `projector replay --projection`.
+    pub name: &'static str,
+    /// The tables it owns (without schema), in the order they are locked.
+    pub tables: &'static [&'static str],
+    /// The stream types whose events it consumes.
+    pub stream_types: &'static [&'static str],
+    /// The table that records, per stream, the last applied version.
+    pub version_table: VersionTable,
+}
+
 /// A read model built from the events of some stream types.
 #[async_trait]
 pub trait Projection: Send + Sync + std::fmt::Debug {
+    /// What it is.
+    fn spec(&self) -> &'static Spec;
+
     /// Its name, as given to `projector replay --projection`.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.spec().name
+    }
 
     /// The tables it owns (without schema), in the order they are locked.
-    fn tables(&self) -> &'static [&'static str];
+    fn tables(&self) -> &'static [&'static str] {
+        self.spec().tables
+    }
 
     /// The stream types whose events it consumes.
-    fn stream_types(&self) -> &'static [&'static str];
+    fn stream_types(&self) -> &'static [&'static str] {
+        self.spec().stream_types
+    }
 
     /// The table that records, per stream, the last applied version.
-    fn version_table(&self) -> VersionTable;
+    fn version_table(&self) -> VersionTable {
+        self.spec().version_table
+    }
 
     /// Whether it consumes events of `stream_type`.
     fn handles(&self, stream_type: &str) -> bool {

@@ -6,7 +6,7 @@ use domain::order::{OrderEvent, OrderStatus};
 use eventstore::EventEnvelope;
 use sqlx::PgConnection;
 
-use super::{Projection, Schema, VersionTable};
+use super::{Projection, Schema, Spec, VersionTable};
 use crate::apply::ApplyError;
 
 /// Builds `read.orders` from the `orders` streams.
@@ -15,23 +15,16 @@ pub struct OrdersProjection;
 
 #[async_trait]
 impl Projection for OrdersProjection {
-    fn name(&self) -> &'static str {
-        "orders"
-    }
-
-    fn tables(&self) -> &'static [&'static str] {
-        &["orders"]
-    }
-
-    fn stream_types(&self) -> &'static [&'static str] {
-        &["orders"]
-    }
-
-    fn version_table(&self) -> VersionTable {
-        VersionTable {
-            table: "orders",
-            key: "order_id",
-            has_updated_at: true,
+    fn spec(&self) -> &'static Spec {
+        &Spec {
+            name: "orders",
+            tables: &["orders"],
+            stream_types: &["orders"],
+            version_table: VersionTable {
+                table: "orders",
+                key: "order_id",
+                has_updated_at: true,
+            },
         }
     }
 

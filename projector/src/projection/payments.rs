@@ -11,7 +11,7 @@ use domain::payment::{PaymentEvent, PaymentStatus};
 use eventstore::EventEnvelope;
 use sqlx::PgConnection;
 
-use super::{Projection, Schema, VersionTable};
+use super::{Projection, Schema, Spec, VersionTable};
 use crate::apply::ApplyError;
 
 /// Builds `read.payments` from the `payments` streams.
@@ -20,23 +20,16 @@ pub struct PaymentsProjection;
 
 #[async_trait]
 impl Projection for PaymentsProjection {
-    fn name(&self) -> &'static str {
-        "payments"
-    }
-
-    fn tables(&self) -> &'static [&'static str] {
-        &["payments"]
-    }
-
-    fn stream_types(&self) -> &'static [&'static str] {
-        &["payments"]
-    }
-
-    fn version_table(&self) -> VersionTable {
-        VersionTable {
-            table: "payments",
-            key: "payment_id",
-            has_updated_at: true,
+    fn spec(&self) -> &'static Spec {
+        &Spec {
+            name: "payments",
+            tables: &["payments"],
+            stream_types: &["payments"],
+            version_table: VersionTable {
+                table: "payments",
+                key: "payment_id",
+                has_updated_at: true,
+            },
         }
     }
 

@@ -7,7 +7,7 @@ use eventstore::EventEnvelope;
 use sqlx::postgres::PgQueryResult;
 use sqlx::PgConnection;
 
-use super::{Projection, Schema, VersionTable};
+use super::{Projection, Schema, Spec, VersionTable};
 use crate::apply::ApplyError;
 
 /// Builds `read.products` from the `inventory` streams.
@@ -16,23 +16,16 @@ pub struct ProductsProjection;
 
 #[async_trait]
 impl Projection for ProductsProjection {
-    fn name(&self) -> &'static str {
-        "products"
-    }
-
-    fn tables(&self) -> &'static [&'static str] {
-        &["products"]
-    }
-
-    fn stream_types(&self) -> &'static [&'static str] {
-        &["inventory"]
-    }
-
-    fn version_table(&self) -> VersionTable {
-        VersionTable {
-            table: "products",
-            key: "product_id",
-            has_updated_at: true,
+    fn spec(&self) -> &'static Spec {
+        &Spec {
+            name: "products",
+            tables: &["products"],
+            stream_types: &["inventory"],
+            version_table: VersionTable {
+                table: "products",
+                key: "product_id",
+                has_updated_at: true,
+            },
         }
     }
 

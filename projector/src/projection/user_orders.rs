@@ -5,7 +5,7 @@ use domain::order::OrderEvent;
 use eventstore::EventEnvelope;
 use sqlx::PgConnection;
 
-use super::{Projection, Schema, VersionTable};
+use super::{Projection, Schema, Spec, VersionTable};
 use crate::apply::ApplyError;
 
 /// Builds `read.user_orders` from the `orders` streams.
@@ -14,23 +14,16 @@ pub struct UserOrdersProjection;
 
 #[async_trait]
 impl Projection for UserOrdersProjection {
-    fn name(&self) -> &'static str {
-        "user_orders"
-    }
-
-    fn tables(&self) -> &'static [&'static str] {
-        &["user_orders"]
-    }
-
-    fn stream_types(&self) -> &'static [&'static str] {
-        &["orders"]
-    }
-
-    fn version_table(&self) -> VersionTable {
-        VersionTable {
-            table: "user_orders",
-            key: "order_id",
-            has_updated_at: false,
+    fn spec(&self) -> &'static Spec {
+        &Spec {
+            name: "user_orders",
+            tables: &["user_orders"],
+            stream_types: &["orders"],
+            version_table: VersionTable {
+                table: "user_orders",
+                key: "order_id",
+                has_updated_at: false,
+            },
         }
     }
 
