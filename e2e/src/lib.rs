@@ -190,8 +190,57 @@ impl System {
         }));
     }
 
-    /// Kills the saga worker abruptly: its tasks are dropped wherever they
-    /// are (open transactions roll back, nothing shuts down gracefully).
+    /// Starts a real `saga-worker` process (the binary built beside the test
+    /// executable by `cargo test --workspace`) configured like
+    /// [`Self::start_saga`], sharing its consumer group. Kill it with
+    /// [`std::process::Child::kill`] (SIGKILL).
+    pub fn spawn_saga_process(&self) -> std::process::Child {
+        let binary = std::env::current_exe()
+            .ok()
+            .and_then(|test| Some(test.parent()?.parent()?.join("saga-worker")))
+            .filter(|path| path.exists())
+            .expect("the saga-worker binary is built by `cargo test --workspace` (or `cargo build -p saga`)");
+        let proxy = self.gateway_proxy.as_ref().expect("saga enabled");
+        let prefix = &self.kafka.config.topic_prefix;
+        std::process::Command::new(binary)
+            .env("DATABASE_URL", &self.db.url)
+            .env("KAFKA_BROKERS", &self.kafka.config.brokers)
+            .env("KAFKA_TOPIC_PREFIX", prefix)
+            .env("SAGA_GROUP_ID", format!("{prefix}saga"))
+            .env(
+                "SAGA_PAYMENT_DEADLINE_MS",
+                millis(self.options.payment_deadline).to_string(),
+            )
+            .env("SAGA_DEAD_LETTER_AFTER", "3")
+            .env("SAGA_TICK_MS", "100")
+            .env("PAYMENT_GATEWAY_URL", format!("http://{}", proxy.address()))
+            .env(
+                "PAYMENT_REQUEST_TIMEOUT_MS",
+                millis(self.options.payment_request_timeout).to_string(),
+            )
+            .env("PAYMENT_CONNECT_TIMEOUT_MS", "300")
+            .env("PAYMENT_BACKOFF_BASE_MS", "20")
+            .env("PAYMENT_BACKOFF_MAX_MS", "100")
+            .env(
+                "PAYMENT_BREAKER_FAILURES",
+                self.options.breaker_failures.to_string(),
+            )
+            .env(
+                "PAYMENT_BREAKER_COOLDOWN_MS",
+                millis(self.options.breaker_cooldown).to_string(),
+            )
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start saga-worker")
+    }
+
+    /// Kills the in-process saga worker abruptly: its tasks are dropped
+    /// wherever they are (open transactions roll back, nothing shuts down
+    /// gracefully).
     pub async fn kill_saga(&mut self) {
         if let Some(task) = self.saga.take() {
             task.abort();

@@ -1,7 +1,8 @@
 //! Randomized concurrent runs of the whole system: hundreds of orders from
 //! many clients over a few scarce products, a mix of payment behaviours,
 //! user cancels, restocks, a slice of Kafka messages delivered twice — and,
-//! in the second test, the saga worker killed and restarted mid-way.
+//! in the second test, the saga worker crashed twice mid-run: the in-process
+//! worker aborted, then a real `saga-worker` process SIGKILLed and replaced.
 //! Afterwards the invariants of the brief must hold.
 
 use std::collections::HashMap;
@@ -163,12 +164,31 @@ async fn run(kill_saga_midway: bool, seed: u64) {
         assert_eq!(status, StatusCode::OK);
         *restocked.entry(product.clone()).or_default() += 10;
     }
+    let mut worker = None;
     if kill_saga_midway {
+        // Crash the in-process worker, carry on with a real process…
         system.kill_saga().await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        system.start_saga();
+        worker = Some(system.spawn_saga_process());
     }
+    let (third, second): (Vec<_>, Vec<_>) =
+        second.into_iter().partition(|(i, _)| *i >= 2 * ORDERS / 3);
     orders.extend(place_batch(&system, second.into_iter().map(|(_, p)| p).collect()).await);
+    if let Some(mut process) = worker.take() {
+        // …SIGKILL it while the last third of the orders arrives, and start another.
+        let placing = place_batch(&system, third.into_iter().map(|(_, p)| p).collect());
+        let killing = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            process.kill().expect("SIGKILL the saga worker");
+            process.wait().expect("reap the saga worker");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            system.spawn_saga_process()
+        };
+        let (placed, replacement) = tokio::join!(placing, killing);
+        orders.extend(placed);
+        worker = Some(replacement);
+    } else {
+        orders.extend(place_batch(&system, third.into_iter().map(|(_, p)| p).collect()).await);
+    }
 
     // Every order reaches a terminal status.
     let mut statuses: HashMap<String, String> = HashMap::new();
@@ -178,6 +198,10 @@ async fn run(kill_saga_midway: bool, seed: u64) {
     }
     stop.store(true, Ordering::SeqCst);
     let duplicated = duplicator.await.unwrap();
+    if let Some(mut process) = worker {
+        process.kill().ok();
+        process.wait().ok();
+    }
     assert!(
         duplicated > 50,
         "the duplicator re-delivered {duplicated} messages"
@@ -249,6 +273,12 @@ async fn run(kill_saga_midway: bool, seed: u64) {
             assert_eq!(net, 0, "order {order} is {status} but nets {net}");
         }
     }
+    // A healthy run dead-letters nothing (races with user cancels included).
+    let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM saga.dead_letters")
+        .fetch_one(&system.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(parked, 0, "messages were dead-lettered");
     println!("seed {seed}: {counts:?}, {duplicated} messages delivered twice, saga killed: {kill_saga_midway}");
     assert!(
         counts.get("CONFIRMED").copied().unwrap_or(0) > 10,

@@ -100,7 +100,13 @@ pub async fn advance(
     let mut inputs = VecDeque::from([input]);
     if user_cancelled_unseen(conn, saga.as_ref(), order_id).await? {
         // The saga learns of a user's cancel before anything else, so it
-        // never confirms or charges an order that is already cancelled.
+        // never reserves for, confirms or charges an order already cancelled.
+        if saga.is_none() {
+            // Starting for an order cancelled before the saga saw it: record
+            // the start without acting on it, then the cancel.
+            let start = inputs.pop_front().expect("the input");
+            saga = react(None, order_id, start, now, policy).saga;
+        }
         inputs.push_front(SagaInput::OrderCancelled);
     }
     while let Some(input) = inputs.pop_front() {
@@ -115,15 +121,16 @@ pub async fn advance(
     Ok((saga, appended))
 }
 
-/// Whether the order is cancelled on its stream while the saga still acts
-/// on it (the `OrderCancelled` event may not have reached the saga yet).
+/// Whether the order is cancelled on its stream while the saga has not
+/// started or still acts on it (the `OrderCancelled` event may not have
+/// reached the saga yet).
 async fn user_cancelled_unseen(
     conn: &mut PgConnection,
     saga: Option<&OrderSaga>,
     order_id: Uuid,
 ) -> Result<bool, ExecuteError> {
     let active =
-        saga.is_some_and(|s| matches!(s.phase, SagaPhase::Reserving | SagaPhase::AwaitingPayment));
+        saga.is_none_or(|s| matches!(s.phase, SagaPhase::Reserving | SagaPhase::AwaitingPayment));
     if !active {
         return Ok(false);
     }
