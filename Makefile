@@ -52,6 +52,7 @@ build: ## build all binaries
 	$(CARGO) build --workspace --bins
 
 test: infra-up ## run the workspace tests against local infra
+	bash infra/postgres.sh prune
 	DATABASE_URL='$(DATABASE_URL)' QUERY_DATABASE_URL='$(QUERY_DATABASE_URL)' KAFKA_BROKERS='$(KAFKA_BROKERS)' \
 		$(CARGO) test --workspace --no-fail-fast $(CARGO_TEST_FLAGS) -- $(TEST_ARGS)
 
