@@ -283,3 +283,39 @@ async fn all_events_of_an_order_share_its_correlation_id_and_chain_their_causati
         known.push(*event_id);
     }
 }
+
+#[tokio::test]
+async fn a_slow_provider_call_does_not_hold_up_other_orders_payments() {
+    // Each charge attempt for tok_hang waits the full 2 s request timeout,
+    // three attempts: about 6 s in which the provider answers nothing.
+    let system = System::start_with(e2e::Options {
+        payment_request_timeout: Duration::from_secs(2),
+        slow_response: Duration::from_secs(5),
+        breaker_failures: 10,
+        ..e2e::Options::default()
+    })
+    .await;
+    let mug = system.product("Mug", 1250, 10).await;
+    let slow = system.order("alice", &[(&mug, 1)], "tok_hang").await;
+    system
+        .query_until(&format!("/orders/{slow}"), WAIT, |o| {
+            o["status"] == "AWAITING_PAYMENT"
+        })
+        .await;
+    let started = tokio::time::Instant::now();
+    let quick = system.order("bob", &[(&mug, 1)], "tok_ok").await;
+    assert_eq!(
+        system.terminal_order(&quick, WAIT).await["status"],
+        "CONFIRMED"
+    );
+    let waited = started.elapsed();
+    let (_, slow_order) = system.query(&format!("/orders/{slow}")).await;
+    assert_eq!(
+        slow_order["status"], "AWAITING_PAYMENT",
+        "the slow charge is still in flight"
+    );
+    assert!(
+        waited < Duration::from_secs(4),
+        "the quick order waited {waited:?} behind the slow call"
+    );
+}

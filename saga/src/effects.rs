@@ -16,7 +16,8 @@ use domain::saga::{Effect, SagaInput, SagaPhase};
 use eventstore::aggregate::execute;
 use payment_client::{ChargeRequest, ChargeStatus, PaymentError, PaymentProvider};
 use sqlx::PgPool;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -29,7 +30,7 @@ use crate::store::{self, SagaRow};
 pub struct EffectSettings {
     /// How often due work is looked for (appends also wake the runner).
     pub tick: Duration,
-    /// Sagas claimed per round.
+    /// Provider calls in flight at once (and sagas claimed per round).
     pub batch: i64,
     /// How long a claimed saga is skipped by other runners.
     pub lease: Duration,
@@ -61,12 +62,15 @@ enum Outcome {
 }
 
 /// Runs the sagas' provider calls.
+#[derive(Clone)]
 pub struct EffectRunner {
     pool: PgPool,
     handler: Arc<Handler>,
     provider: Arc<dyn PaymentProvider>,
     settings: EffectSettings,
     wake: Arc<Notify>,
+    /// One permit per call in flight; a slow call never holds up the others.
+    in_flight: Arc<Semaphore>,
 }
 
 impl EffectRunner {
@@ -81,6 +85,9 @@ impl EffectRunner {
             pool,
             handler,
             provider,
+            in_flight: Arc::new(Semaphore::new(
+                usize::try_from(settings.batch).unwrap_or(1).max(1),
+            )),
             settings,
             wake: Arc::new(Notify::new()),
         }
@@ -94,8 +101,11 @@ impl EffectRunner {
     /// Runs until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!("effect runner started");
+        // Owned here, so stopping (or aborting) the runner stops its calls.
+        let mut calls = JoinSet::new();
         while !shutdown.is_cancelled() {
-            match self.run_due().await {
+            while calls.try_join_next().is_some() {}
+            match self.run_due(&mut calls).await {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "effect round failed; retrying"),
@@ -109,22 +119,37 @@ impl EffectRunner {
         tracing::info!("effect runner stopped");
     }
 
-    /// Claims the sagas with due work and runs it (calls in parallel).
-    /// Returns how many were claimed.
-    pub async fn run_due(&self) -> Result<usize, HandlerError> {
+    /// Claims sagas with due work, as many as there are free call slots,
+    /// and runs each in its own task in `calls`. Returns how many were claimed.
+    pub async fn run_due(&self, calls: &mut JoinSet<()>) -> Result<usize, HandlerError> {
+        let free = self.in_flight.available_permits();
+        if free == 0 {
+            return Ok(0);
+        }
         let mut conn = self.pool.acquire().await?;
         let lease = chrono::Duration::from_std(self.settings.lease)
             .unwrap_or(chrono::Duration::seconds(60));
-        let due = store::claim_due(&mut conn, self.settings.batch, lease).await?;
+        let limit = i64::try_from(free).unwrap_or(i64::MAX);
+        let due = store::claim_due(&mut conn, limit, lease).await?;
         drop(conn);
         let count = due.len();
-        let runs = due.into_iter().map(|order_id| async move {
-            if let Err(error) = self.process(order_id).await {
-                tracing::warn!(%order_id, %error, "saga effect failed; will retry");
-                let _ = self.reschedule(order_id, self.settings.backoff_max).await;
-            }
-        });
-        futures::future::join_all(runs).await;
+        for order_id in due {
+            let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+                break;
+            };
+            let runner = self.clone();
+            calls.spawn(async move {
+                if let Err(error) = runner.process(order_id).await {
+                    tracing::warn!(%order_id, %error, "saga effect failed; will retry");
+                    let _ = runner
+                        .reschedule(order_id, runner.settings.backoff_max)
+                        .await;
+                }
+                drop(permit);
+                // A slot is free: look for more work.
+                runner.wake.notify_one();
+            });
+        }
         Ok(count)
     }
 
