@@ -97,18 +97,21 @@ pub async fn advance(
 ) -> Result<(Option<OrderSaga>, Vec<EventEnvelope>), ExecuteError> {
     let mut saga = saga;
     let mut appended = Vec::new();
-    let mut inputs = VecDeque::from([input]);
-    if user_cancelled_unseen(conn, saga.as_ref(), order_id).await? {
+    let inputs_first = if user_cancelled_unseen(conn, saga.as_ref(), order_id).await? {
         // The saga learns of a user's cancel before anything else, so it
         // never reserves for, confirms or charges an order already cancelled.
         if saga.is_none() {
             // Starting for an order cancelled before the saga saw it: record
             // the start without acting on it, then the cancel.
-            let start = inputs.pop_front().expect("the input");
-            saga = react(None, order_id, start, now, policy).saga;
+            saga = react(None, order_id, input, now, policy).saga;
+            vec![SagaInput::OrderCancelled]
+        } else {
+            vec![SagaInput::OrderCancelled, input]
         }
-        inputs.push_front(SagaInput::OrderCancelled);
-    }
+    } else {
+        vec![input]
+    };
+    let mut inputs = VecDeque::from(inputs_first);
     while let Some(input) = inputs.pop_front() {
         let reaction = react(saga.as_ref(), order_id, input, now, policy);
         saga = reaction.saga;
