@@ -1,19 +1,27 @@
 //! One trait over the aggregates, so infrastructure can load any of them
 //! from its stream and run a command against it without knowing which.
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use crate::event::DomainEvent;
 use crate::{order, payment, product};
 
 /// An aggregate: a state folded from its events, and a pure decision.
 pub trait Aggregate {
-    /// The state rebuilt from the stream.
-    type State: Default + Send;
+    /// The state rebuilt from the stream. It serializes so that it can be
+    /// kept as a snapshot, and is cheap to clone so that it can be cached.
+    type State: Default + Clone + Send + Sync + Serialize + DeserializeOwned + 'static;
     /// What can be asked of it.
     type Command: Send;
     /// What it records.
     type Event: DomainEvent + Send + Sync;
     /// Why it refuses a command.
     type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Version of the state's serialized form. Bump it whenever `State`
+    /// changes shape: snapshots of another version are ignored, never misread.
+    const STATE_VERSION: i32;
 
     /// Checks `command` against `state` and returns the events it produces.
     fn decide(state: &Self::State, command: Self::Command)
@@ -32,6 +40,7 @@ impl Aggregate for Product {
     type Command = product::ProductCommand;
     type Event = product::ProductEvent;
     type Error = product::ProductError;
+    const STATE_VERSION: i32 = 1;
 
     fn decide(
         state: &Self::State,
@@ -54,6 +63,7 @@ impl Aggregate for Order {
     type Command = order::OrderCommand;
     type Event = order::OrderEvent;
     type Error = order::OrderError;
+    const STATE_VERSION: i32 = 1;
 
     fn decide(
         state: &Self::State,
@@ -76,6 +86,7 @@ impl Aggregate for Payment {
     type Command = payment::PaymentCommand;
     type Event = payment::PaymentEvent;
     type Error = payment::PaymentError;
+    const STATE_VERSION: i32 = 1;
 
     fn decide(
         state: &Self::State,

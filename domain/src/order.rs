@@ -88,7 +88,7 @@ impl OrderLine {
 }
 
 /// A placed order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
     /// Who placed it.
     pub user_id: String,
@@ -107,7 +107,7 @@ pub struct Order {
 }
 
 /// State of an order stream.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum OrderState {
     /// No event yet: the order does not exist.
     #[default]

@@ -44,7 +44,7 @@ impl PaymentStatus {
 }
 
 /// A requested payment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payment {
     /// The order it pays for.
     pub order_id: Uuid,
@@ -61,7 +61,7 @@ pub struct Payment {
 }
 
 /// State of a payment stream.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum PaymentState {
     /// Not requested.
     #[default]

@@ -2,7 +2,7 @@
 //!
 //! Stream type `"inventory"`; the stream id is the product id (a `Uuid`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -12,8 +12,16 @@ use crate::event;
 /// Longest product name accepted, in characters (Unicode scalar values), after trimming.
 pub const MAX_NAME_CHARS: usize = 200;
 
+/// How many closed (released or sold) reservations a product remembers, most
+/// recent first, so that a repeated reserve, release or commit for a recently
+/// closed order changes nothing. Older ones are forgotten: the state of a
+/// product that has served a million orders stays this small. That an order
+/// is never reserved for again long after its reservation closed is kept by
+/// the saga, whose state records each line's outcome in the same transaction.
+pub const CLOSED_RESERVATIONS_KEPT: usize = 256;
+
 /// A registered product.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Product {
     /// Display name, trimmed.
     pub name: String,
@@ -25,12 +33,15 @@ pub struct Product {
     pub reserved: i64,
     /// Units sold (reserved and paid).
     pub sold: i64,
-    /// Every reservation ever made on this product, by order id.
+    /// The reservations still held, by order id.
     pub reservations: BTreeMap<Uuid, Reservation>,
+    /// The most recently closed reservations (at most
+    /// [`CLOSED_RESERVATIONS_KEPT`]), newest last.
+    pub recently_closed: VecDeque<(Uuid, Reservation)>,
 }
 
 /// Stock held for one order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
     /// Units held.
     pub quantity: i64,
@@ -39,7 +50,7 @@ pub struct Reservation {
 }
 
 /// Life of a reservation: held, then either given back or sold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReservationStatus {
     /// The units are held for the order.
     Active,
@@ -56,10 +67,33 @@ impl Product {
             .checked_add(self.reserved)?
             .checked_add(self.sold)
     }
+
+    /// The reservation of `order_id`: held, or closed recently.
+    pub fn reservation(&self, order_id: Uuid) -> Option<Reservation> {
+        self.reservations.get(&order_id).copied().or_else(|| {
+            self.recently_closed
+                .iter()
+                .rev()
+                .find(|(id, _)| *id == order_id)
+                .map(|(_, reservation)| *reservation)
+        })
+    }
+
+    /// Closes the held reservation of `order_id` with `status`, remembering
+    /// it among the recently closed ones.
+    fn close(&mut self, order_id: Uuid, status: ReservationStatus) {
+        if let Some(mut reservation) = self.reservations.remove(&order_id) {
+            reservation.status = status;
+            if self.recently_closed.len() == CLOSED_RESERVATIONS_KEPT {
+                self.recently_closed.pop_front();
+            }
+            self.recently_closed.push_back((order_id, reservation));
+        }
+    }
 }
 
 /// State of a product stream.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum ProductState {
     /// No event yet: the product does not exist.
     #[default]
@@ -263,7 +297,7 @@ fn reserve(
     quantity: i64,
 ) -> Result<Vec<ProductEvent>, ProductError> {
     let product = state.product().ok_or(ProductError::NotRegistered)?;
-    if product.reservations.contains_key(&order_id) {
+    if product.reservation(order_id).is_some() {
         return Ok(vec![]);
     }
     if quantity <= 0 {
@@ -280,27 +314,24 @@ fn reserve(
 
 fn release(state: &ProductState, order_id: Uuid) -> Result<Vec<ProductEvent>, ProductError> {
     let product = state.product().ok_or(ProductError::NotRegistered)?;
-    Ok(match product.reservations.get(&order_id) {
+    Ok(match product.reservation(order_id) {
         Some(Reservation {
             quantity,
             status: ReservationStatus::Active,
-        }) => vec![ProductEvent::ReservationReleased {
-            order_id,
-            quantity: *quantity,
-        }],
+        }) => vec![ProductEvent::ReservationReleased { order_id, quantity }],
         _ => vec![],
     })
 }
 
 fn commit(state: &ProductState, order_id: Uuid) -> Result<Vec<ProductEvent>, ProductError> {
     let product = state.product().ok_or(ProductError::NotRegistered)?;
-    match product.reservations.get(&order_id) {
+    match product.reservation(order_id) {
         Some(Reservation {
             quantity,
             status: ReservationStatus::Active,
         }) => Ok(vec![ProductEvent::ReservationCommitted {
             order_id,
-            quantity: *quantity,
+            quantity,
         }]),
         Some(Reservation {
             status: ReservationStatus::Committed,
@@ -375,6 +406,7 @@ pub fn evolve(state: ProductState, event: &ProductEvent) -> ProductState {
                 reserved: 0,
                 sold: 0,
                 reservations: BTreeMap::new(),
+                recently_closed: VecDeque::new(),
             })
         }
         (ProductState::Registered(product), _) => product,
@@ -399,21 +431,15 @@ pub fn evolve(state: ProductState, event: &ProductEvent) -> ProductState {
         ProductEvent::ReservationReleased { order_id, quantity } => {
             product.reserved = product.reserved.saturating_sub(*quantity);
             product.available = product.available.saturating_add(*quantity);
-            set_status(&mut product, *order_id, ReservationStatus::Released);
+            product.close(*order_id, ReservationStatus::Released);
         }
         ProductEvent::ReservationCommitted { order_id, quantity } => {
             product.reserved = product.reserved.saturating_sub(*quantity);
             product.sold = product.sold.saturating_add(*quantity);
-            set_status(&mut product, *order_id, ReservationStatus::Committed);
+            product.close(*order_id, ReservationStatus::Committed);
         }
     }
     ProductState::Registered(product)
-}
-
-fn set_status(product: &mut Product, order_id: Uuid, status: ReservationStatus) {
-    if let Some(reservation) = product.reservations.get_mut(&order_id) {
-        reservation.status = status;
-    }
 }
 
 #[cfg(test)]

@@ -192,6 +192,7 @@ fn registered_product_starts_with_its_initial_stock_available() {
             reserved: 0,
             sold: 0,
             reservations: Default::default(),
+            recently_closed: Default::default(),
         })
     );
     assert_eq!(state.price_cents(), Some(1_250));
@@ -393,6 +394,53 @@ fn commit_sells_held_stock_once_and_refuses_without_a_reservation() {
         (product.available, product.reserved, product.sold),
         (7, 0, 3)
     );
+}
+
+#[test]
+fn the_state_stays_small_however_many_orders_the_product_served() {
+    let mut state = state_after(&[registered("Mug", 1_250, 1_000_000)]);
+    for n in 0..5_000_u128 {
+        let order_id = Uuid::from_u128(n + 1);
+        state = evolve(
+            state,
+            &ProductEvent::StockReserved {
+                order_id,
+                quantity: 1,
+            },
+        );
+        let closed = if n % 2 == 0 {
+            ProductEvent::ReservationCommitted {
+                order_id,
+                quantity: 1,
+            }
+        } else {
+            ProductEvent::ReservationReleased {
+                order_id,
+                quantity: 1,
+            }
+        };
+        state = evolve(state, &closed);
+    }
+    let product = state.product().unwrap();
+    assert!(product.reservations.is_empty());
+    assert_eq!(product.recently_closed.len(), CLOSED_RESERVATIONS_KEPT);
+    assert_eq!(
+        (product.available, product.reserved, product.sold),
+        (1_000_000 - 2_500, 0, 2_500)
+    );
+    // The most recent closures are remembered: repeating them changes nothing.
+    let last = Uuid::from_u128(5_000);
+    let reserve_again = ProductCommand::Reserve {
+        order_id: last,
+        quantity: 1,
+    };
+    assert_eq!(decide(&state, reserve_again), Ok(vec![]));
+    assert_eq!(
+        decide(&state, ProductCommand::Release { order_id: last }),
+        Ok(vec![])
+    );
+    // The oldest are forgotten, so the state does not grow.
+    assert_eq!(product.reservation(Uuid::from_u128(1)), None);
 }
 
 #[test]
