@@ -113,13 +113,7 @@ pub struct Relay {
 impl Relay {
     /// Builds a relay with an idempotent producer (acks=all, ordered retries).
     pub fn new(pool: PgPool, kafka: KafkaConfig, config: RelayConfig) -> Result<Self, RelayError> {
-        let producer: FutureProducer = kafka
-            .client_config()
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4")
-            .set("message.timeout.ms", config.delivery_timeout_ms.to_string())
+        let producer: FutureProducer = producer_config(&kafka, &config)
             .create()
             .map_err(RelayError::Producer)?;
         let (role, _) = tokio::sync::watch::channel(RelayRole::Standby);
@@ -322,6 +316,19 @@ impl Relay {
         }
         delivered
     }
+}
+
+/// The producer settings the relay publishes with (idempotent, acks=all,
+/// ordered retries); the benchmark's raw baseline uses the same.
+pub fn producer_config(kafka: &KafkaConfig, config: &RelayConfig) -> rdkafka::ClientConfig {
+    let mut client = kafka.client_config();
+    client
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("message.timeout.ms", config.delivery_timeout_ms.to_string());
+    client
 }
 
 /// The envelope's ids as Kafka headers, so consumers can route and trace
