@@ -3,12 +3,16 @@
 //! to Kafka. Shared by the write side, the relay and the replay CLI.
 
 pub mod aggregate;
+pub mod batch;
 pub mod envelope;
 pub mod relay;
+pub mod repository;
 pub mod store;
 pub mod trace;
 
+pub use batch::{append_batch, StreamAppend, StreamOutcome};
 pub use envelope::{EventEnvelope, Metadata, NewEvent};
+pub use repository::{LoadRequest, Loaded, Prefetched, Repository, RepositorySettings};
 pub use store::{
     append, read_all_after, read_stream, stream_version, AppendError, Appended, ExpectedVersion,
 };

@@ -69,13 +69,15 @@ pub enum AppendError {
 /// Channel notified (at commit) whenever events are appended.
 pub const OUTBOX_CHANNEL: &str = "eventstore_outbox";
 
-const ENVELOPE_COLUMNS: &str =
+pub(crate) const ENVELOPE_COLUMNS: &str =
     "event_id, stream_id, stream_type, stream_version, global_position, \
      event_type, schema_version, recorded_at, payload, metadata";
 
 /// Appends `events` to a stream and enqueues them in the outbox, inside the
-/// caller's transaction. Versions continue densely from the current one; if
-/// the stream is not at `expected`, nothing is written and `Conflict` is returned.
+/// caller's transaction, in one statement (the stream's version moved under
+/// its row lock, the events and outbox rows inserted, the relay notified at
+/// commit). Versions continue densely from the current one; if the stream is
+/// not at `expected`, no event is written and `Conflict` is returned.
 #[tracing::instrument(skip(conn, events, metadata), fields(count = events.len()))]
 pub async fn append(
     conn: &mut PgConnection,
@@ -90,38 +92,66 @@ pub async fn append(
     }
     let db = |source| AppendError::Database { stream_id, source };
     let count = i64::try_from(events.len()).expect("event count fits in i64");
-    let new_version = advance_stream(conn, stream_type, stream_id, expected, count).await?;
-    let first_version = new_version - count + 1;
-
+    // `advanced` yields the stream's new version and type, or no row when the
+    // stream is not at the expected version.
+    let advance = match expected {
+        ExpectedVersion::Any => {
+            "INSERT INTO eventstore.streams (stream_id, stream_type, version) VALUES ($2, $3, $4)
+             ON CONFLICT (stream_id) DO UPDATE SET version = streams.version + EXCLUDED.version
+             RETURNING version, stream_type"
+        }
+        ExpectedVersion::Exact(0) => {
+            "INSERT INTO eventstore.streams (stream_id, stream_type, version) VALUES ($2, $3, $4)
+             ON CONFLICT (stream_id) DO NOTHING
+             RETURNING version, stream_type"
+        }
+        ExpectedVersion::Exact(_) => {
+            "UPDATE eventstore.streams SET version = version + $4
+             WHERE stream_id = $2 AND version = $5
+             RETURNING version, stream_type"
+        }
+    };
+    let expected_version = match expected {
+        ExpectedVersion::Exact(version) => version,
+        // Checked in SQL only when not negative (`Any`).
+        ExpectedVersion::Any => -1,
+    };
     let event_ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-    let versions: Vec<i64> = (first_version..=new_version).collect();
     let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
     let schema_versions: Vec<i32> = events.iter().map(|e| e.schema_version).collect();
-    let payloads: Vec<serde_json::Value> = events.iter().map(|e| e.payload.clone()).collect();
+    let payloads: Vec<&serde_json::Value> = events.iter().map(|e| &e.payload).collect();
     let metadata = serde_json::to_value(metadata).expect("metadata serializes");
 
     let sql = format!(
-        "WITH inserted AS (
+        "WITH advanced AS ({advance}),
+         inserted AS (
              INSERT INTO eventstore.events
                  (event_id, stream_id, stream_type, stream_version, event_type, schema_version, payload, metadata)
-             SELECT e.event_id, $2, $3, e.stream_version, e.event_type, e.schema_version, e.payload, $8
-             FROM UNNEST($1::uuid[], $4::bigint[], $5::text[], $6::int[], $7::jsonb[])
-                  AS e(event_id, stream_version, event_type, schema_version, payload)
+             SELECT e.event_id, $2, $3, a.version - $4 + e.ord, e.event_type, e.schema_version, e.payload, $9
+             FROM advanced a,
+                  UNNEST($1::uuid[], $6::text[], $7::int[], $8::jsonb[])
+                      WITH ORDINALITY AS e(event_id, event_type, schema_version, payload, ord)
+             WHERE a.stream_type = $3 AND ($5::bigint < 0 OR a.version - $4 = $5)
              RETURNING {ENVELOPE_COLUMNS}
          ), enqueued AS (
              INSERT INTO eventstore.outbox (global_position) SELECT global_position FROM inserted
+         ), notified AS (
+             SELECT pg_notify($10, '') FROM advanced
          )
-         SELECT {ENVELOPE_COLUMNS} FROM inserted ORDER BY stream_version"
+         SELECT {ENVELOPE_COLUMNS} FROM inserted, (SELECT count(*) FROM notified) AS n
+         ORDER BY stream_version"
     );
-    let mut recorded: Vec<EventEnvelope> = sqlx::query_as(&sql)
+    let recorded: Vec<EventEnvelope> = sqlx::query_as(&sql)
         .bind(&event_ids)
         .bind(stream_id)
         .bind(stream_type)
-        .bind(&versions)
+        .bind(count)
+        .bind(expected_version)
         .bind(&types)
         .bind(&schema_versions)
         .bind(&payloads)
         .bind(&metadata)
+        .bind(OUTBOX_CHANNEL)
         .fetch_all(&mut *conn)
         .await
         .map_err(|source| {
@@ -129,95 +159,51 @@ pub async fn append(
                 AppendError::Conflict {
                     stream_id,
                     expected,
-                    actual: new_version,
+                    actual: expected_version + count,
                 }
             } else {
                 db(source)
             }
         })?;
-    recorded.sort_by_key(|e| e.stream_version);
-
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(OUTBOX_CHANNEL)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
-
-    let last_position = recorded
-        .iter()
-        .map(|e| e.global_position)
-        .max()
-        .unwrap_or(0);
+    let Some(last) = recorded.last() else {
+        return Err(refusal(conn, stream_type, stream_id, expected).await);
+    };
     Ok(Appended {
-        stream_version: new_version,
-        last_position,
+        stream_version: last.stream_version,
+        last_position: recorded
+            .iter()
+            .map(|e| e.global_position)
+            .max()
+            .unwrap_or(0),
         events: recorded,
     })
 }
 
-/// Moves the stream's version forward by `count` under its row lock and
-/// returns the new version, or reports a conflict.
-async fn advance_stream(
+/// Why an append wrote nothing: the stream has another type, or is not at
+/// the expected version.
+async fn refusal(
     conn: &mut PgConnection,
     stream_type: &str,
     stream_id: Uuid,
     expected: ExpectedVersion,
-    count: i64,
-) -> Result<i64, AppendError> {
-    let db = |source| AppendError::Database { stream_id, source };
-    let advanced: Option<(i64, String)> = match expected {
-        ExpectedVersion::Any => sqlx::query_as(
-            "INSERT INTO eventstore.streams (stream_id, stream_type, version) VALUES ($1, $2, $3)
-             ON CONFLICT (stream_id) DO UPDATE SET version = streams.version + EXCLUDED.version
-             RETURNING version, stream_type",
-        )
-        .bind(stream_id)
-        .bind(stream_type)
-        .bind(count)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db)?,
-        ExpectedVersion::Exact(0) => sqlx::query_as(
-            "INSERT INTO eventstore.streams (stream_id, stream_type, version) VALUES ($1, $2, $3)
-             ON CONFLICT (stream_id) DO NOTHING
-             RETURNING version, stream_type",
-        )
-        .bind(stream_id)
-        .bind(stream_type)
-        .bind(count)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db)?,
-        ExpectedVersion::Exact(version) => sqlx::query_as(
-            "UPDATE eventstore.streams SET version = version + $3
-             WHERE stream_id = $1 AND version = $2
-             RETURNING version, stream_type",
-        )
-        .bind(stream_id)
-        .bind(version)
-        .bind(count)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db)?,
-    };
-    match advanced {
-        Some((_, actual_type)) if actual_type != stream_type => Err(AppendError::WrongStreamType {
+) -> AppendError {
+    let found: Result<Option<(i64, String)>, sqlx::Error> =
+        sqlx::query_as("SELECT version, stream_type FROM eventstore.streams WHERE stream_id = $1")
+            .bind(stream_id)
+            .fetch_optional(&mut *conn)
+            .await;
+    match found {
+        Err(source) => AppendError::Database { stream_id, source },
+        Ok(Some((_, actual_type))) if actual_type != stream_type => AppendError::WrongStreamType {
             stream_id,
             requested: stream_type.to_owned(),
             actual: actual_type,
-        }),
-        Some((version, _)) => Ok(version),
-        None => {
-            let actual = stream_version(conn, stream_id)
-                .await
-                .map_err(db)?
-                .unwrap_or(0);
-            Err(AppendError::Conflict {
-                stream_id,
-                expected,
-                actual,
-            })
-        }
+        },
+        Ok(found) => AppendError::Conflict {
+            stream_id,
+            expected,
+            actual: found.map_or(0, |(version, _)| version),
+        },
     }
 }
 
