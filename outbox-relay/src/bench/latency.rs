@@ -47,14 +47,19 @@ pub async fn commit_to_kafka_latency(
         stop_reading.clone(),
     ));
 
+    // Warm up: the producer and the consumer learn the new topic's
+    // partitions and leaders before the measured events.
+    let warm_up = Duration::from_secs(1);
+    let warm = write_at_rate(pool, rate.min(100), warm_up, committed.clone()).await?;
+    wait_for(&received, warm, Duration::from_secs(30)).await;
+    committed.lock().expect("lock").clear();
+    received.lock().expect("lock").clear();
+
     let started = Instant::now();
     let sent = write_at_rate(pool, rate, duration, committed.clone()).await?;
     let writing = started.elapsed();
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while received.lock().expect("lock").len() < sent && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(&received, sent, Duration::from_secs(30)).await;
     stop_reading.cancel();
     reader.await??;
     running.stop().await;
@@ -80,6 +85,14 @@ pub async fn commit_to_kafka_latency(
         sent as f64 / writing.as_secs_f64(),
         &samples,
     ))
+}
+
+/// Waits until `count` events arrived or `timeout` passed.
+async fn wait_for(received: &Times, count: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while received.lock().expect("lock").len() < count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Appends on a fixed schedule: a task per tick, so a slow append never

@@ -36,7 +36,7 @@ pub struct RelayBenchConfig {
     pub latency_rate: u32,
     /// Length of the latency phase.
     pub latency_duration: Duration,
-    /// The relay's settings (the raw baseline uses the same producer settings).
+    /// The relay's settings (the raw baseline uses its producer settings).
     pub relay: RelayConfig,
 }
 
@@ -169,7 +169,7 @@ pub async fn run(
     };
     let raw_kafka = phase("raw");
     raw_kafka.ensure_topics().await?;
-    let raw_producer = raw_producer(&raw_kafka, &config.relay, config.events).await?;
+    let raw_producer = raw_producer(&raw_kafka, config.events).await?;
     let drain = drain(pool, &phase("drain"), &config.relay, config.events).await?;
     let latency = commit_to_kafka_latency(
         pool,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use eventstore::relay::{envelope_headers, producer_config, RelayConfig};
+use eventstore::relay::{envelope_headers, producer_config};
 use eventstore::{EventEnvelope, Metadata};
 use platform::kafka::KafkaConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -27,12 +27,8 @@ struct Prepared {
 
 /// Sends `messages` envelopes (serialized beforehand, so only the producer is
 /// timed) and measures from the first send to the last acknowledgement.
-pub async fn raw_producer(
-    kafka: &KafkaConfig,
-    relay: &RelayConfig,
-    messages: usize,
-) -> anyhow::Result<Throughput> {
-    let producer: FutureProducer = producer_config(kafka, relay).create()?;
+pub async fn raw_producer(kafka: &KafkaConfig, messages: usize) -> anyhow::Result<Throughput> {
+    let producer: FutureProducer = producer_config(kafka).create()?;
     let prepared = prepare_all(kafka, messages);
     let started = Instant::now();
     let mut deliveries = Vec::with_capacity(messages);

@@ -1,0 +1,88 @@
+//! The relay's tuning and the producer settings it publishes with.
+
+use platform::kafka::KafkaConfig;
+
+/// Tuning of the relay.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RelayConfig {
+    /// Outbox rows read and sent per batch.
+    #[arg(long = "batch-size", env = "RELAY_BATCH_SIZE", default_value_t = 1000)]
+    pub batch_size: i64,
+    /// Batches sent to Kafka and not yet acknowledged at once (reads go on
+    /// while earlier batches are in flight).
+    #[arg(
+        long = "max-in-flight-batches",
+        env = "RELAY_MAX_IN_FLIGHT_BATCHES",
+        default_value_t = 8
+    )]
+    pub max_in_flight_batches: usize,
+    /// Longest wait between outbox polls when no notification arrives (ms).
+    #[arg(
+        long = "poll-interval-ms",
+        env = "RELAY_POLL_INTERVAL_MS",
+        default_value_t = 500
+    )]
+    pub poll_interval_ms: u64,
+    /// How often a standby tries to become the leader (ms).
+    #[arg(
+        long = "standby-retry-ms",
+        env = "RELAY_STANDBY_RETRY_MS",
+        default_value_t = 1000
+    )]
+    pub standby_retry_ms: u64,
+    /// How long the broker may take to acknowledge the oldest message in
+    /// flight before the relay gives up on its producer and starts over (ms).
+    #[arg(
+        long = "delivery-timeout-ms",
+        env = "RELAY_DELIVERY_TIMEOUT_MS",
+        default_value_t = 30000
+    )]
+    pub delivery_timeout_ms: u64,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 1000,
+            max_in_flight_batches: 8,
+            poll_interval_ms: 500,
+            standby_retry_ms: 1000,
+            delivery_timeout_ms: 30000,
+        }
+    }
+}
+
+impl RelayConfig {
+    /// Rows per batch, at least one.
+    pub(super) fn batch_rows(&self) -> usize {
+        usize::try_from(self.batch_size).unwrap_or(1).max(1)
+    }
+
+    /// Batches in flight, at least one.
+    pub(super) fn window(&self) -> usize {
+        self.max_in_flight_batches.max(1)
+    }
+}
+
+/// The producer settings the relay publishes with; the benchmark's raw
+/// baseline uses the same.
+///
+/// Idempotent with acks=all, so within one producer the broker writes each
+/// partition's messages in send order without gaps. librdkafka itself never
+/// times a message out (`message.timeout.ms` = 0, infinite) and stops the
+/// producer on any error that could leave a gap (`enable.gapless.guarantee`):
+/// a message can then only fail together with everything sent after it on
+/// its partition, so no later event of a stream is written without the
+/// earlier ones. The relay enforces `delivery_timeout_ms` itself by dropping
+/// the producer and starting over from the outbox.
+pub fn producer_config(kafka: &KafkaConfig) -> rdkafka::ClientConfig {
+    let mut client = kafka.client_config();
+    client
+        .set("enable.idempotence", "true")
+        .set("enable.gapless.guarantee", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("message.timeout.ms", "0");
+    client
+}

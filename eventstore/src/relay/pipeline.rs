@@ -1,0 +1,201 @@
+//! Batches sent to Kafka and not yet acknowledged, oldest first.
+//!
+//! Every message of a batch is enqueued without waiting for the previous
+//! one, and further batches are sent while earlier ones are in flight.
+//! Acknowledgements are taken in send order: a batch is complete when all
+//! its messages are acknowledged, and only complete batches (or, after a
+//! failure, the acknowledged prefix of the oldest batch) leave the outbox.
+//! On a failure or a timeout nothing sent after the failed message is
+//! removed, and the caller drops the producer and starts over from the
+//! outbox; see [`super::producer_config`] for why no later event of a
+//! stream can have been written without the earlier ones.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
+
+use platform::kafka::KafkaConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use tokio::time::Instant;
+
+use super::envelope_headers;
+use crate::envelope::EventEnvelope;
+
+/// Why the relay stopped trusting its producer.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The producer refused to enqueue a message.
+    #[error("the producer refused the event at position {position}: {source}")]
+    Refused {
+        /// The event's position.
+        position: i64,
+        /// Why.
+        #[source]
+        source: KafkaError,
+    },
+    /// The broker did not acknowledge a message.
+    #[error("delivery of the event at position {position} failed: {reason}")]
+    Failed {
+        /// The event's position.
+        position: i64,
+        /// Why.
+        reason: String,
+    },
+    /// The oldest message in flight was not acknowledged in time.
+    #[error("no acknowledgement for the event at position {position} within {timeout:?}")]
+    TimedOut {
+        /// The event's position.
+        position: i64,
+        /// The delivery timeout.
+        timeout: Duration,
+    },
+}
+
+/// The outcome of waiting on the oldest batch.
+pub(super) enum Acked {
+    /// Every message of the batch was acknowledged: its positions.
+    Batch(Vec<i64>),
+    /// A message failed: the positions acknowledged before it, and why.
+    Failed(Vec<i64>, DeliveryError),
+}
+
+struct InFlight {
+    positions: Vec<i64>,
+    deliveries: VecDeque<DeliveryFuture>,
+    sent_at: Instant,
+}
+
+/// The in-flight window of one producer.
+pub(super) struct Pipeline<'a> {
+    producer: &'a FutureProducer,
+    kafka: &'a KafkaConfig,
+    timeout: Duration,
+    window: VecDeque<InFlight>,
+    in_flight: HashSet<i64>,
+}
+
+impl<'a> Pipeline<'a> {
+    pub(super) fn new(
+        producer: &'a FutureProducer,
+        kafka: &'a KafkaConfig,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            producer,
+            kafka,
+            timeout,
+            window: VecDeque::new(),
+            in_flight: HashSet::new(),
+        }
+    }
+
+    /// Positions sent and not yet acknowledged.
+    pub(super) fn in_flight(&self) -> &HashSet<i64> {
+        &self.in_flight
+    }
+
+    /// Batches in flight.
+    pub(super) fn batches(&self) -> usize {
+        self.window.len()
+    }
+
+    /// Enqueues every event of `batch` in order. If the producer refuses
+    /// one, nothing after it is enqueued and the refusal is returned (the
+    /// events before it stay in flight).
+    pub(super) async fn send(&mut self, batch: &[EventEnvelope]) -> Result<(), DeliveryError> {
+        let mut sent = InFlight {
+            positions: Vec::with_capacity(batch.len()),
+            deliveries: VecDeque::with_capacity(batch.len()),
+            sent_at: Instant::now(),
+        };
+        let mut refused = None;
+        for event in batch {
+            match self.enqueue(event).await {
+                Ok(delivery) => {
+                    sent.positions.push(event.global_position);
+                    sent.deliveries.push_back(delivery);
+                }
+                Err(source) => {
+                    refused = Some(DeliveryError::Refused {
+                        position: event.global_position,
+                        source,
+                    });
+                    break;
+                }
+            }
+        }
+        if !sent.positions.is_empty() {
+            self.in_flight.extend(&sent.positions);
+            self.window.push_back(sent);
+        }
+        refused.map_or(Ok(()), Err)
+    }
+
+    async fn enqueue(&self, event: &EventEnvelope) -> Result<DeliveryFuture, KafkaError> {
+        let topic = self.kafka.topic_for(&event.stream_type);
+        let value = serde_json::to_vec(event).expect("envelope serializes");
+        let key = event.stream_id.to_string();
+        let mut record = FutureRecord::to(&topic)
+            .key(&key)
+            .payload(&value)
+            .headers(envelope_headers(event));
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                // The producer's queue is full: wait for acknowledgements.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((error, _)) => return Err(error),
+            }
+        }
+    }
+
+    /// Waits until the oldest batch is acknowledged, or one of its messages
+    /// fails or times out. Cancel-safe: acknowledgements taken before a
+    /// cancellation stay taken. Pending forever if nothing is in flight.
+    pub(super) async fn oldest_acked(&mut self) -> Acked {
+        let Some(oldest) = self.window.front_mut() else {
+            return std::future::pending().await;
+        };
+        let deadline = oldest.sent_at + self.timeout;
+        loop {
+            let done = oldest.positions.len() - oldest.deliveries.len();
+            let Some(delivery) = oldest.deliveries.front_mut() else {
+                break;
+            };
+            let position = oldest.positions[done];
+            let failure = match tokio::time::timeout_at(deadline, delivery).await {
+                Ok(Ok(Ok(_))) => {
+                    oldest.deliveries.pop_front();
+                    continue;
+                }
+                Ok(Ok(Err((error, _)))) => DeliveryError::Failed {
+                    position,
+                    reason: error.to_string(),
+                },
+                Ok(Err(_)) => DeliveryError::Failed {
+                    position,
+                    reason: "the producer dropped the message".to_owned(),
+                },
+                Err(_) => DeliveryError::TimedOut {
+                    position,
+                    timeout: self.timeout,
+                },
+            };
+            let acked = oldest.positions[..done].to_vec();
+            self.forget(&acked);
+            return Acked::Failed(acked, failure);
+        }
+        let batch = self.window.pop_front().expect("a batch is in flight");
+        self.forget(&batch.positions);
+        Acked::Batch(batch.positions)
+    }
+
+    fn forget(&mut self, positions: &[i64]) {
+        for position in positions {
+            self.in_flight.remove(position);
+        }
+    }
+}
