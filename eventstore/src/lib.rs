@@ -7,6 +7,7 @@ pub mod batch;
 pub mod envelope;
 pub mod relay;
 pub mod repository;
+pub mod scan;
 pub mod store;
 pub mod trace;
 

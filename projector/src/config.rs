@@ -58,6 +58,13 @@ pub struct ProjectorConfig {
     /// Longest wait between retries of an event whose transaction failed (ms).
     #[arg(long, env = "PROJECTOR_MAX_RETRY_BACKOFF_MS", default_value_t = 10_000)]
     pub max_retry_backoff_ms: u64,
+    /// Most Kafka messages applied in one batch (one transaction per partition).
+    #[arg(long, env = "PROJECTOR_BATCH_MAX_MESSAGES", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_max_messages: u64,
+    /// How long a batch waits for more messages once it has one (ms).
+    #[arg(long, env = "PROJECTOR_BATCH_LINGER_MS", default_value_t = 2)]
+    pub batch_linger_ms: u64,
 }
 
 impl ProjectorConfig {
@@ -66,6 +73,8 @@ impl ProjectorConfig {
         ConsumerSettings {
             group_id: self.group_id.clone(),
             retry_max_backoff: Duration::from_millis(self.max_retry_backoff_ms.max(1)),
+            batch_max_messages: usize::try_from(self.batch_max_messages).unwrap_or(usize::MAX),
+            batch_linger: Duration::from_millis(self.batch_linger_ms),
             ..ConsumerSettings::default()
         }
     }
@@ -89,7 +98,7 @@ pub struct ReplayArgs {
         value_parser = ["products", "orders", "user_orders", "payments"],
     )]
     pub projections: Vec<String>,
-    /// Events read and applied per transaction.
+    /// Events per chunk handed from the log reader to the in-memory fold.
     #[arg(
         long,
         env = "REPLAY_BATCH_SIZE",

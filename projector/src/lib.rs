@@ -3,9 +3,10 @@
 //! per event, and rebuilds them from the PostgreSQL event log on demand
 //! (`projector replay`).
 //!
-//! - [`projection`]: the read models and the [`Projection`] trait;
-//! - [`apply`]: the version rule that makes every effect exactly-once;
-//! - [`consumer`]: the live Kafka consumer;
+//! - [`projection`]: the read models, each a pure fold over one row per stream;
+//! - [`apply`]: the version rule that makes every effect exactly-once, for
+//!   batches of events;
+//! - [`consumer`]: the live Kafka consumer, in batches;
 //! - [`mod@replay`]: shadow rebuild and atomic swap;
 //! - [`config`]: the command line.
 
@@ -22,9 +23,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-pub use apply::{apply_event, Applied, ApplyError};
+pub use apply::{apply_batch, ApplyError, Verdict};
 pub use config::{Cli, Command, ProjectorConfig, ReplayArgs};
-pub use consumer::{consume, Consumer, ConsumerSettings, ConsumerStats};
+pub use consumer::{consume, project, Consumer, ConsumerSettings, ConsumerStats};
 pub use projection::{Projection, Schema};
 pub use replay::{replay, ProgressMode, ReplayError, ReplayOptions, ReplaySummary};
 

@@ -230,20 +230,25 @@ async fn a_second_concurrent_replay_fails_cleanly() {
         .unwrap();
     drop(holder);
 
-    // Real concurrency: a second replay while the first one runs.
-    let mut slow = replay_options(&[]);
-    slow.batch_size = 10;
+    // Real concurrency: a second replay while the first one runs. A reader
+    // holding a lock on a live table keeps the first one waiting in its swap.
+    let mut reader = h.pool().begin().await.unwrap();
+    sqlx::query("LOCK TABLE read.orders IN ACCESS SHARE MODE")
+        .execute(&mut *reader)
+        .await
+        .unwrap();
     let first = {
         let pool = h.pool().clone();
-        tokio::spawn(async move { projector::replay(&pool, &slow).await })
+        tokio::spawn(async move { projector::replay(&pool, &replay_options(&[])).await })
     };
     let pool = h.pool().clone();
-    testkit::eventually("the first replay to take its lock", SETTLE, || {
+    testkit::eventually("the first replay to wait for its swap", SETTLE, || {
         let pool = pool.clone();
-        async move { replay_lock_held(&pool).await.then_some(()) }
+        async move { (replay_lock_held(&pool).await && swap_waiting(&pool).await).then_some(()) }
     })
     .await;
     let second = projector::replay(h.pool(), &replay_options(&[])).await;
+    reader.commit().await.unwrap();
     let first = first.await.unwrap();
     let second_error = second.expect_err("the second replay must fail");
     assert!(matches!(second_error, ReplayError::AlreadyRunning));
@@ -361,6 +366,18 @@ async fn table_oids(pool: &PgPool) -> Vec<u32> {
         oids.push(oid.0);
     }
     oids
+}
+
+/// Whether some session waits for a lock on a live read table.
+async fn swap_waiting(pool: &PgPool) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                        WHERE NOT l.granted AND c.relnamespace = 'read'::regnamespace
+                          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
 
 async fn replay_lock_held(pool: &PgPool) -> bool {

@@ -1,26 +1,37 @@
-//! The read-model projections and the trait they share.
+//! The read-model projections.
 //!
-//! A projection owns one or more tables of the `read` schema, listens to some
-//! stream types and keeps, in one row per stream, the version of the last
-//! event it applied. [`crate::apply::apply_event`] decides whether an event is
-//! new; [`Projection::apply`] only writes its effect.
+//! Every read model is one row per stream, keyed by the stream id, carrying
+//! the version of the last event folded into it. A projection is a pure fold
+//! over that row ([`ReadModel::evolve`]); loading, storing and the
+//! next-version rule are written once, generically: [`Rows`] holds rows in
+//! memory and writes them back with one multi-row upsert (live) or `COPY`
+//! (replay), and [`crate::apply`] decides which events are new.
 
+mod event;
 mod orders;
 mod payments;
 mod products;
+mod rows;
+mod sql;
 mod user_orders;
 
+use std::fmt;
+use std::marker::PhantomData;
+
 use async_trait::async_trait;
-use eventstore::EventEnvelope;
+use sqlx::postgres::PgRow;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::apply::ApplyError;
 
-pub use orders::OrdersProjection;
-pub use payments::PaymentsProjection;
-pub use products::ProductsProjection;
-pub use user_orders::UserOrdersProjection;
+pub use event::{Decoded, Known};
+pub use orders::{OrderRow, OrdersProjection};
+pub use payments::{PaymentRow, PaymentsProjection};
+pub use products::{ProductRow, ProductsProjection};
+pub use rows::Rows;
+pub use sql::{Cell, Column, ColumnType};
+pub use user_orders::{UserOrderRow, UserOrdersProjection};
 
 /// Which copy of the read models a projection writes to. Schema names come
 /// from here only, never from input, so formatting them into SQL is safe.
@@ -47,44 +58,96 @@ impl Schema {
     }
 }
 
-/// The table holding one row per stream with its `version` column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VersionTable {
-    /// Table name (without schema).
-    pub table: &'static str,
-    /// Key column holding the stream id.
-    pub key: &'static str,
-    /// Whether the table has an `updated_at` column to move with the version.
-    pub has_updated_at: bool,
-}
-
-/// What a projection is: its name, tables, inputs and version bookkeeping.
+/// What a projection is: its name, table, inputs and columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Spec {
     /// Its name, as given to `projector replay --projection`.
     pub name: &'static str,
-    /// The tables it owns (without schema), in the order they are locked.
-    pub tables: &'static [&'static str],
+    /// The table it owns (without schema): one row per stream.
+    pub table: &'static str,
     /// The stream types whose events it consumes.
     pub stream_types: &'static [&'static str],
-    /// The table that records, per stream, the last applied version.
-    pub version_table: VersionTable,
+    /// The key column, holding the stream id (the first of `columns`).
+    pub key: &'static str,
+    /// Every column of the table, the key first, `version` among them.
+    pub columns: &'static [Column],
+    /// Another unique column besides the key, if any: a row that would
+    /// collide with another stream's row on it is not written (only a
+    /// corrupted log can produce one).
+    pub also_unique: Option<&'static str>,
+}
+
+/// A read model as a pure fold over one row per stream.
+pub trait ReadModel: Send + Sync + 'static {
+    /// The row, as stored (field names are the column names).
+    type Row: Clone + Send + Sync + Unpin + for<'r> sqlx::FromRow<'r, PgRow> + 'static;
+
+    /// What it is.
+    const SPEC: Spec;
+
+    /// The row's version: the stream version of the last event folded in.
+    fn version(row: &Self::Row) -> i64;
+
+    /// Folds `event`, the next event of the row's stream, into `row` (`None`
+    /// if the stream has no row yet). `None` out means the stream still has
+    /// no row (an event that creates nothing).
+    fn evolve(row: Option<Self::Row>, event: &Decoded, known: &Known) -> Option<Self::Row>;
+
+    /// The row's values in the order of [`Spec::columns`].
+    fn cells<'a>(row: &'a Self::Row, out: &mut Vec<Cell<'a>>);
+}
+
+/// A projection's rows held in memory while a batch (or a replay) is folded.
+#[async_trait]
+pub trait Fold: Send {
+    /// What it folds.
+    fn spec(&self) -> &'static Spec;
+
+    /// Reads (and locks until the transaction ends) the rows of `ids` that are
+    /// not in memory yet; ids without a row are at version 0.
+    async fn load(
+        &mut self,
+        conn: &mut PgConnection,
+        schema: Schema,
+        ids: &[Uuid],
+    ) -> Result<(), sqlx::Error>;
+
+    /// The version folded so far for `stream_id` (0 if nothing).
+    fn version(&self, stream_id: Uuid) -> i64;
+
+    /// Folds `event`, which must be the next version of its stream (the
+    /// caller checks): a decoding failure is returned and changes nothing.
+    fn apply(&mut self, event: &Decoded) -> Result<(), ApplyError>;
+
+    /// Writes every row changed since the last store with multi-row upserts
+    /// that never move a row back to an older version.
+    async fn store(&mut self, conn: &mut PgConnection, schema: Schema) -> Result<(), sqlx::Error>;
+
+    /// Loads every row into the (empty, index-free) table of `schema` with
+    /// `COPY`; returns how many rows were written.
+    async fn copy_into(
+        &mut self,
+        conn: &mut PgConnection,
+        schema: Schema,
+    ) -> Result<u64, sqlx::Error>;
 }
 
 /// A read model built from the events of some stream types.
-#[async_trait]
-pub trait Projection: Send + Sync + std::fmt::Debug {
+pub trait Projection: Send + Sync + fmt::Debug {
     /// What it is.
     fn spec(&self) -> &'static Spec;
+
+    /// An empty in-memory fold of its rows.
+    fn fold(&self) -> Box<dyn Fold>;
 
     /// Its name, as given to `projector replay --projection`.
     fn name(&self) -> &'static str {
         self.spec().name
     }
 
-    /// The tables it owns (without schema), in the order they are locked.
+    /// The tables it owns (without schema).
     fn tables(&self) -> &'static [&'static str] {
-        self.spec().tables
+        std::slice::from_ref(&self.spec().table)
     }
 
     /// The stream types whose events it consumes.
@@ -92,89 +155,46 @@ pub trait Projection: Send + Sync + std::fmt::Debug {
         self.spec().stream_types
     }
 
-    /// The table that records, per stream, the last applied version.
-    fn version_table(&self) -> VersionTable {
-        self.spec().version_table
-    }
-
     /// Whether it consumes events of `stream_type`.
     fn handles(&self, stream_type: &str) -> bool {
         self.stream_types().contains(&stream_type)
     }
+}
 
-    /// The version of `stream_id` it has applied, locking the row until the
-    /// transaction ends; `None` if it has no row for the stream.
-    async fn current_version(
-        &self,
-        conn: &mut PgConnection,
-        schema: Schema,
-        stream_id: Uuid,
-    ) -> Result<Option<i64>, sqlx::Error> {
-        let VersionTable { table, key, .. } = self.version_table();
-        let sql = format!(
-            "SELECT version FROM {} WHERE {key} = $1 FOR UPDATE",
-            schema.table(table)
-        );
-        sqlx::query_scalar(&sql)
-            .bind(stream_id)
-            .fetch_optional(conn)
-            .await
-    }
+/// The [`Projection`] of a [`ReadModel`].
+pub struct Model<M>(PhantomData<fn() -> M>);
 
-    /// Writes the effect of `event`, which is the next version of its stream
-    /// (the caller checked), and sets the row's version to the event's.
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        schema: Schema,
-        event: &EventEnvelope,
-    ) -> Result<(), ApplyError>;
-
-    /// Moves a row's version (and `updated_at`) to `event` without changing
-    /// anything else: for events of a stream that do not concern this read
-    /// model. Does nothing if the stream has no row.
-    async fn advance_version(
-        &self,
-        conn: &mut PgConnection,
-        schema: Schema,
-        event: &EventEnvelope,
-    ) -> Result<(), ApplyError> {
-        let VersionTable {
-            table,
-            key,
-            has_updated_at,
-        } = self.version_table();
-        let touch = if has_updated_at {
-            ", updated_at = $3"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "UPDATE {} SET version = $2{touch} WHERE {key} = $1 AND version = $2 - 1",
-            schema.table(table)
-        );
-        let mut query = sqlx::query(&sql)
-            .bind(event.stream_id)
-            .bind(event.stream_version);
-        if has_updated_at {
-            query = query.bind(event.recorded_at);
-        }
-        query
-            .execute(conn)
-            .await
-            .map_err(|source| ApplyError::database(format!("advancing {table} version"), source))?;
-        Ok(())
+impl<M> Model<M> {
+    const fn new() -> Self {
+        Self(PhantomData)
     }
 }
 
+impl<M: ReadModel> fmt::Debug for Model<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Projection({})", M::SPEC.name)
+    }
+}
+
+impl<M: ReadModel> Projection for Model<M> {
+    fn spec(&self) -> &'static Spec {
+        &M::SPEC
+    }
+
+    fn fold(&self) -> Box<dyn Fold> {
+        Box::new(Rows::<M>::default())
+    }
+}
+
+static PRODUCTS: Model<ProductsProjection> = Model::new();
+static ORDERS: Model<OrdersProjection> = Model::new();
+static USER_ORDERS: Model<UserOrdersProjection> = Model::new();
+static PAYMENTS: Model<PaymentsProjection> = Model::new();
+static ALL: [&(dyn Projection + 'static); 4] = [&PRODUCTS, &ORDERS, &USER_ORDERS, &PAYMENTS];
+
 /// Every projection, in the order they are applied (and their tables locked).
 pub fn all() -> &'static [&'static dyn Projection] {
-    &[
-        &ProductsProjection,
-        &OrdersProjection,
-        &UserOrdersProjection,
-        &PaymentsProjection,
-    ]
+    &ALL
 }
 
 /// The projection called `name`.
@@ -210,5 +230,14 @@ mod tests {
         assert_eq!(payments, ["payments"]);
         assert_eq!(interested_in("gateway").count(), 0);
         assert_eq!(Schema::Shadow.table("products"), "read_replay.products");
+    }
+
+    #[test]
+    fn every_spec_starts_with_its_key_and_has_a_version() {
+        for projection in all() {
+            let spec = projection.spec();
+            assert_eq!(spec.columns[0].name, spec.key, "{}", spec.name);
+            assert!(spec.columns.iter().any(|c| c.name == "version"));
+        }
     }
 }

@@ -1,44 +1,71 @@
 //! `read.orders`: one row per order stream with its status (and the reason
 //! of a rejection or cancellation), lines and total.
 
-use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use domain::order::{OrderEvent, OrderStatus};
-use eventstore::EventEnvelope;
-use sqlx::PgConnection;
+use uuid::Uuid;
 
-use super::{Projection, Schema, Spec, VersionTable};
-use crate::apply::ApplyError;
+use super::event::micros;
+use super::{Cell, Column, ColumnType as T, Decoded, Known, ReadModel, Spec};
 
 /// Builds `read.orders` from the `orders` streams.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OrdersProjection;
 
-#[async_trait]
-impl Projection for OrdersProjection {
-    fn spec(&self) -> &'static Spec {
-        &Spec {
-            name: "orders",
-            tables: &["orders"],
-            stream_types: &["orders"],
-            version_table: VersionTable {
-                table: "orders",
-                key: "order_id",
-                has_updated_at: true,
-            },
-        }
+/// A row of `read.orders`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OrderRow {
+    /// The order (stream) id.
+    pub order_id: Uuid,
+    /// Who placed it.
+    pub user_id: String,
+    /// Its status's wire name.
+    pub status: String,
+    /// Why it was rejected or cancelled.
+    pub reason: Option<String>,
+    /// The priced lines, as JSON text.
+    pub lines: String,
+    /// Sum of the lines in cents.
+    pub total_cents: i64,
+    /// Stream version folded in.
+    pub version: i64,
+    /// When it was placed.
+    pub placed_at: DateTime<Utc>,
+    /// When the last event folded in was recorded.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ReadModel for OrdersProjection {
+    type Row = OrderRow;
+
+    const SPEC: Spec = Spec {
+        name: "orders",
+        table: "orders",
+        stream_types: &["orders"],
+        key: "order_id",
+        columns: &[
+            Column::new("order_id", T::Uuid),
+            Column::new("user_id", T::Text),
+            Column::new("status", T::Text),
+            Column::new("reason", T::OptText),
+            Column::new("lines", T::Json),
+            Column::new("total_cents", T::Int),
+            Column::new("version", T::Int),
+            Column::new("placed_at", T::Time),
+            Column::new("updated_at", T::Time),
+        ],
+        also_unique: None,
+    };
+
+    fn version(row: &OrderRow) -> i64 {
+        row.version
     }
 
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        schema: Schema,
-        event: &EventEnvelope,
-    ) -> Result<(), ApplyError> {
-        let table = schema.table("orders");
-        let decoded: OrderEvent = event
-            .decode()
-            .map_err(|source| ApplyError::decode(event, source))?;
-        match decoded {
+    fn evolve(row: Option<OrderRow>, event: &Decoded, known: &Known) -> Option<OrderRow> {
+        let Known::Order(decoded) = known else {
+            return row;
+        };
+        let (status, reason) = match decoded {
             OrderEvent::OrderPlaced {
                 user_id,
                 lines,
@@ -46,65 +73,50 @@ impl Projection for OrdersProjection {
                 payment_token: _,
                 placed_at,
             } => {
-                let lines = serde_json::to_value(&lines).expect("order lines serialize");
-                sqlx::query(&format!(
-                    "INSERT INTO {table}
-                         (order_id, user_id, status, reason, lines, total_cents, version, placed_at, updated_at)
-                     VALUES ($1, $2, $3, NULL, $4, $5, $6, $7, $8)
-                     ON CONFLICT (order_id) DO NOTHING"
-                ))
-                .bind(event.stream_id)
-                .bind(user_id)
-                .bind(OrderStatus::Pending.as_str())
-                .bind(lines)
-                .bind(total_cents)
-                .bind(event.stream_version)
-                .bind(placed_at)
-                .bind(event.recorded_at)
-                .execute(conn)
-                .await
-                .map_err(|source| ApplyError::database(format!("inserting into {table}"), source))?;
+                // A second placement (only a corrupted log has one) changes nothing.
+                let row = row.unwrap_or_else(|| OrderRow {
+                    order_id: event.stream_id,
+                    user_id: user_id.clone(),
+                    status: OrderStatus::Pending.as_str().to_owned(),
+                    reason: None,
+                    lines: serde_json::to_string(lines).expect("order lines serialize"),
+                    total_cents: *total_cents,
+                    version: 0,
+                    placed_at: micros(*placed_at),
+                    updated_at: event.recorded_at,
+                });
+                return Some(OrderRow {
+                    version: event.stream_version,
+                    updated_at: event.recorded_at,
+                    ..row
+                });
             }
-            OrderEvent::OrderAwaitingPayment { .. } => {
-                set_status(conn, &table, event, OrderStatus::AwaitingPayment, None).await?;
-            }
-            OrderEvent::OrderConfirmed { .. } => {
-                set_status(conn, &table, event, OrderStatus::Confirmed, None).await?;
-            }
-            OrderEvent::OrderRejected { reason } => {
-                set_status(conn, &table, event, OrderStatus::Rejected, Some(reason)).await?;
-            }
-            OrderEvent::OrderCancelled { reason } => {
-                set_status(conn, &table, event, OrderStatus::Cancelled, Some(reason)).await?;
-            }
-        }
-        Ok(())
+            OrderEvent::OrderAwaitingPayment { .. } => (OrderStatus::AwaitingPayment, None),
+            OrderEvent::OrderConfirmed { .. } => (OrderStatus::Confirmed, None),
+            OrderEvent::OrderRejected { reason } => (OrderStatus::Rejected, Some(reason)),
+            OrderEvent::OrderCancelled { reason } => (OrderStatus::Cancelled, Some(reason)),
+        };
+        let row = row?;
+        Some(OrderRow {
+            status: status.as_str().to_owned(),
+            reason: reason.cloned().or(row.reason),
+            version: event.stream_version,
+            updated_at: event.recorded_at,
+            ..row
+        })
     }
-}
 
-/// Moves the order's row to `status` (and `reason`, when given) at `event`'s
-/// version and time, guarded by the next-version rule.
-async fn set_status(
-    conn: &mut PgConnection,
-    table: &str,
-    event: &EventEnvelope,
-    status: OrderStatus,
-    reason: Option<String>,
-) -> Result<(), ApplyError> {
-    sqlx::query(&format!(
-        "UPDATE {table}
-         SET status = $2, reason = COALESCE($3, reason), version = $4, updated_at = $5
-         WHERE order_id = $1 AND version = $4 - 1"
-    ))
-    .bind(event.stream_id)
-    .bind(status.as_str())
-    .bind(reason)
-    .bind(event.stream_version)
-    .bind(event.recorded_at)
-    .execute(conn)
-    .await
-    .map_err(|source| {
-        ApplyError::database(format!("writing {} to {table}", event.event_type), source)
-    })?;
-    Ok(())
+    fn cells<'a>(row: &'a OrderRow, out: &mut Vec<Cell<'a>>) {
+        out.extend([
+            Cell::Uuid(row.order_id),
+            Cell::Text(&row.user_id),
+            Cell::Text(&row.status),
+            Cell::OptText(row.reason.as_deref()),
+            Cell::Json(&row.lines),
+            Cell::Int(row.total_cents),
+            Cell::Int(row.version),
+            Cell::Time(row.placed_at),
+            Cell::Time(row.updated_at),
+        ]);
+    }
 }

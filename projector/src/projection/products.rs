@@ -1,151 +1,119 @@
 //! `read.products`: the catalog with stock levels (available, reserved, sold),
 //! one row per product stream.
 
-use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use domain::product::ProductEvent;
-use eventstore::EventEnvelope;
-use sqlx::postgres::PgQueryResult;
-use sqlx::PgConnection;
+use uuid::Uuid;
 
-use super::{Projection, Schema, Spec, VersionTable};
-use crate::apply::ApplyError;
+use super::{Cell, Column, ColumnType as T, Decoded, Known, ReadModel, Spec};
 
 /// Builds `read.products` from the `inventory` streams.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProductsProjection;
 
-#[async_trait]
-impl Projection for ProductsProjection {
-    fn spec(&self) -> &'static Spec {
-        &Spec {
-            name: "products",
-            tables: &["products"],
-            stream_types: &["inventory"],
-            version_table: VersionTable {
-                table: "products",
-                key: "product_id",
-                has_updated_at: true,
-            },
-        }
+/// A row of `read.products`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ProductRow {
+    /// The product (stream) id.
+    pub product_id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// Unit price in cents.
+    pub price_cents: i64,
+    /// Units free to reserve.
+    pub available: i64,
+    /// Units held for unpaid orders.
+    pub reserved: i64,
+    /// Units sold.
+    pub sold: i64,
+    /// Stream version folded in.
+    pub version: i64,
+    /// When the last event folded in was recorded.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ReadModel for ProductsProjection {
+    type Row = ProductRow;
+
+    const SPEC: Spec = Spec {
+        name: "products",
+        table: "products",
+        stream_types: &["inventory"],
+        key: "product_id",
+        columns: &[
+            Column::new("product_id", T::Uuid),
+            Column::new("name", T::Text),
+            Column::new("price_cents", T::Int),
+            Column::new("available", T::Int),
+            Column::new("reserved", T::Int),
+            Column::new("sold", T::Int),
+            Column::new("version", T::Int),
+            Column::new("updated_at", T::Time),
+        ],
+        also_unique: None,
+    };
+
+    fn version(row: &ProductRow) -> i64 {
+        row.version
     }
 
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        schema: Schema,
-        event: &EventEnvelope,
-    ) -> Result<(), ApplyError> {
-        let table = schema.table("products");
-        let decoded: ProductEvent = event
-            .decode()
-            .map_err(|source| ApplyError::decode(event, source))?;
-        let result = match decoded {
+    fn evolve(row: Option<ProductRow>, event: &Decoded, known: &Known) -> Option<ProductRow> {
+        let Known::Product(decoded) = known else {
+            return row;
+        };
+        let (available, reserved, sold) = match decoded {
             ProductEvent::ProductRegistered {
                 name,
                 price_cents,
                 initial_stock,
             } => {
-                sqlx::query(&format!(
-                    "INSERT INTO {table}
-                         (product_id, name, price_cents, available, reserved, sold, version, updated_at)
-                     VALUES ($1, $2, $3, $4, 0, 0, $5, $6)
-                     ON CONFLICT (product_id) DO NOTHING"
-                ))
-                .bind(event.stream_id)
-                .bind(name)
-                .bind(price_cents)
-                .bind(initial_stock)
-                .bind(event.stream_version)
-                .bind(event.recorded_at)
-                .execute(conn)
-                .await
+                // A second registration (only a corrupted log has one) changes nothing.
+                let row = row.unwrap_or_else(|| ProductRow {
+                    product_id: event.stream_id,
+                    name: name.clone(),
+                    price_cents: *price_cents,
+                    available: *initial_stock,
+                    reserved: 0,
+                    sold: 0,
+                    version: 0,
+                    updated_at: event.recorded_at,
+                });
+                return Some(ProductRow {
+                    version: event.stream_version,
+                    updated_at: event.recorded_at,
+                    ..row
+                });
             }
-            ProductEvent::ProductRestocked { quantity } => {
-                move_stock(conn, &table, event, StockDelta::restock(quantity)).await
-            }
-            ProductEvent::StockReserved { quantity, .. } => {
-                move_stock(conn, &table, event, StockDelta::reserve(quantity)).await
-            }
-            ProductEvent::ReservationReleased { quantity, .. } => {
-                move_stock(conn, &table, event, StockDelta::release(quantity)).await
-            }
-            ProductEvent::ReservationCommitted { quantity, .. } => {
-                move_stock(conn, &table, event, StockDelta::commit(quantity)).await
-            }
+            // New units arrive.
+            ProductEvent::ProductRestocked { quantity } => (*quantity, 0, 0),
+            // Units are held for an order.
+            ProductEvent::StockReserved { quantity, .. } => (-quantity, *quantity, 0),
+            // Held units go back.
+            ProductEvent::ReservationReleased { quantity, .. } => (*quantity, -quantity, 0),
+            // Held units are sold.
+            ProductEvent::ReservationCommitted { quantity, .. } => (0, -quantity, *quantity),
         };
-        result.map_err(|source| {
-            ApplyError::database(format!("writing {} to {table}", event.event_type), source)
-        })?;
-        Ok(())
-    }
-}
-
-/// How one event moves units between the available, reserved and sold counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct StockDelta {
-    available: i64,
-    reserved: i64,
-    sold: i64,
-}
-
-impl StockDelta {
-    /// New units arrive: available += q.
-    fn restock(quantity: i64) -> Self {
-        Self {
-            available: quantity,
-            reserved: 0,
-            sold: 0,
-        }
+        let row = row?;
+        Some(ProductRow {
+            available: row.available + available,
+            reserved: row.reserved + reserved,
+            sold: row.sold + sold,
+            version: event.stream_version,
+            updated_at: event.recorded_at,
+            ..row
+        })
     }
 
-    /// Units are held for an order: available -= q, reserved += q.
-    fn reserve(quantity: i64) -> Self {
-        Self {
-            available: -quantity,
-            reserved: quantity,
-            sold: 0,
-        }
+    fn cells<'a>(row: &'a ProductRow, out: &mut Vec<Cell<'a>>) {
+        out.extend([
+            Cell::Uuid(row.product_id),
+            Cell::Text(&row.name),
+            Cell::Int(row.price_cents),
+            Cell::Int(row.available),
+            Cell::Int(row.reserved),
+            Cell::Int(row.sold),
+            Cell::Int(row.version),
+            Cell::Time(row.updated_at),
+        ]);
     }
-
-    /// Held units go back: reserved -= q, available += q.
-    fn release(quantity: i64) -> Self {
-        Self {
-            available: quantity,
-            reserved: -quantity,
-            sold: 0,
-        }
-    }
-
-    /// Held units are sold: reserved -= q, sold += q.
-    fn commit(quantity: i64) -> Self {
-        Self {
-            available: 0,
-            reserved: -quantity,
-            sold: quantity,
-        }
-    }
-}
-
-/// Applies `delta` to the product's row and moves its version to `event`'s
-/// (guarded by the next-version rule).
-async fn move_stock(
-    conn: &mut PgConnection,
-    table: &str,
-    event: &EventEnvelope,
-    delta: StockDelta,
-) -> Result<PgQueryResult, sqlx::Error> {
-    sqlx::query(&format!(
-        "UPDATE {table}
-         SET available = available + $2, reserved = reserved + $3, sold = sold + $4,
-             version = $5, updated_at = $6
-         WHERE product_id = $1 AND version = $5 - 1"
-    ))
-    .bind(event.stream_id)
-    .bind(delta.available)
-    .bind(delta.reserved)
-    .bind(delta.sold)
-    .bind(event.stream_version)
-    .bind(event.recorded_at)
-    .execute(conn)
-    .await
 }

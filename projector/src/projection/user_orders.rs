@@ -1,70 +1,82 @@
 //! `read.user_orders`: the index of orders per user (newest first).
 
-use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use domain::order::OrderEvent;
-use eventstore::EventEnvelope;
-use sqlx::PgConnection;
+use uuid::Uuid;
 
-use super::{Projection, Schema, Spec, VersionTable};
-use crate::apply::ApplyError;
+use super::event::micros;
+use super::{Cell, Column, ColumnType as T, Decoded, Known, ReadModel, Spec};
 
 /// Builds `read.user_orders` from the `orders` streams.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UserOrdersProjection;
 
-#[async_trait]
-impl Projection for UserOrdersProjection {
-    fn spec(&self) -> &'static Spec {
-        &Spec {
-            name: "user_orders",
-            tables: &["user_orders"],
-            stream_types: &["orders"],
-            version_table: VersionTable {
-                table: "user_orders",
-                key: "order_id",
-                has_updated_at: false,
-            },
-        }
+/// A row of `read.user_orders`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct UserOrderRow {
+    /// The order (stream) id.
+    pub order_id: Uuid,
+    /// Who placed it.
+    pub user_id: String,
+    /// When it was placed.
+    pub placed_at: DateTime<Utc>,
+    /// Stream version folded in.
+    pub version: i64,
+}
+
+impl ReadModel for UserOrdersProjection {
+    type Row = UserOrderRow;
+
+    const SPEC: Spec = Spec {
+        name: "user_orders",
+        table: "user_orders",
+        stream_types: &["orders"],
+        key: "order_id",
+        columns: &[
+            Column::new("order_id", T::Uuid),
+            Column::new("user_id", T::Text),
+            Column::new("placed_at", T::Time),
+            Column::new("version", T::Int),
+        ],
+        also_unique: None,
+    };
+
+    fn version(row: &UserOrderRow) -> i64 {
+        row.version
     }
 
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        schema: Schema,
-        event: &EventEnvelope,
-    ) -> Result<(), ApplyError> {
-        let table = schema.table("user_orders");
-        let decoded: OrderEvent = event
-            .decode()
-            .map_err(|source| ApplyError::decode(event, source))?;
-        match decoded {
-            OrderEvent::OrderPlaced {
-                user_id, placed_at, ..
-            } => {
-                sqlx::query(&format!(
-                    "INSERT INTO {table} (order_id, user_id, placed_at, version)
-                     VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (order_id) DO NOTHING"
-                ))
-                .bind(event.stream_id)
-                .bind(user_id)
-                .bind(placed_at)
-                .bind(event.stream_version)
-                .execute(conn)
-                .await
-                .map_err(|source| {
-                    ApplyError::database(format!("inserting into {table}"), source)
-                })?;
-            }
+    fn evolve(row: Option<UserOrderRow>, event: &Decoded, known: &Known) -> Option<UserOrderRow> {
+        let Known::Order(decoded) = known else {
+            return row;
+        };
+        let row = match (row, decoded) {
+            (
+                None,
+                OrderEvent::OrderPlaced {
+                    user_id, placed_at, ..
+                },
+            ) => UserOrderRow {
+                order_id: event.stream_id,
+                user_id: user_id.clone(),
+                placed_at: micros(*placed_at),
+                version: 0,
+            },
             // The index does not show the status: later events only move
-            // the row's version, so the next-version rule keeps holding.
-            OrderEvent::OrderAwaitingPayment { .. }
-            | OrderEvent::OrderConfirmed { .. }
-            | OrderEvent::OrderRejected { .. }
-            | OrderEvent::OrderCancelled { .. } => {
-                self.advance_version(conn, schema, event).await?;
-            }
-        }
-        Ok(())
+            // the row's version.
+            (row, _) => row?,
+        };
+        Some(UserOrderRow {
+            version: event.stream_version,
+            ..row
+        })
+    }
+
+    fn cells<'a>(row: &'a UserOrderRow, out: &mut Vec<Cell<'a>>) {
+        out.extend([
+            Cell::Uuid(row.order_id),
+            Cell::Text(&row.user_id),
+            Cell::Time(row.placed_at),
+            Cell::Int(row.version),
+        ]);
     }
 }

@@ -3,9 +3,12 @@
 //! 1. Takes an advisory lock, so only one replay runs at a time.
 //! 2. Creates the shadow schema `read_replay` with empty copies of the
 //!    selected projections' tables.
-//! 3. Streams the log in batches (one transaction each) into the shadow with
-//!    the same [`apply_event`] the live projector uses.
-//! 4. Swaps in one transaction: locks the live tables, applies whatever the
+//! 3. Streams the log (one statement) and folds it in memory with the same
+//!    projections and next-version rule the live projector uses, then loads
+//!    each shadow table with `COPY` and only then builds its indexes.
+//! 4. Catches up, without locks, with what committed meanwhile: every stream
+//!    whose version in the log is above the shadow row's.
+//! 5. Swaps in one transaction: locks the live tables, applies whatever the
 //!    shadow still misses, replaces the live tables by the shadow ones.
 //!
 //! Queries and the live projector wait for the swap's lock and then see the
@@ -13,18 +16,18 @@
 //! live projector had applied, so its next events are skipped or applied by
 //! the version rule. On failure the shadow is dropped and `read` is untouched.
 
+mod load;
 mod progress;
 mod shadow;
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use eventstore::EventEnvelope;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
-use crate::apply::{apply_event, ApplyError};
-use crate::projection::{self, Projection, Schema};
+use crate::apply::ApplyError;
+use crate::projection::{self, Projection};
 
 pub use progress::ProgressMode;
 pub use shadow::QUERY_ROLE;
@@ -39,7 +42,7 @@ pub const REPLAY_LOCK_KEY: i64 = 0x7265_706c_6179;
 pub struct ReplayOptions {
     /// Names of the projections to rebuild; empty means all.
     pub projections: Vec<String>,
-    /// Events read and applied per transaction.
+    /// Events per chunk handed from the log reader to the fold.
     pub batch_size: i64,
     /// How progress is shown.
     pub progress: ProgressMode,
@@ -187,7 +190,7 @@ pub async fn replay(pool: &PgPool, options: &ReplayOptions) -> Result<ReplaySumm
         let _ = conn.close().await;
         return Err(ReplayError::AlreadyRunning);
     }
-    let result = replay_locked(&mut conn, &projections, options).await;
+    let result = replay_locked(pool, &mut conn, &projections, options).await;
     if let Err(error) = &result {
         tracing::error!(%error, "replay failed; dropping the shadow schema");
         if let Err(error) = shadow::drop_schema(&mut conn).await {
@@ -208,6 +211,7 @@ pub async fn replay(pool: &PgPool, options: &ReplayOptions) -> Result<ReplaySumm
 }
 
 async fn replay_locked(
+    pool: &PgPool,
     conn: &mut PgConnection,
     projections: &[&'static dyn Projection],
     options: &ReplayOptions,
@@ -234,9 +238,21 @@ async fn replay_locked(
             .await
             .map_err(ReplayError::db("counting events"))?;
     let mut progress = Progress::start(options.progress, total.max(0) as u64);
-    let result = stream_log(conn, projections, &stream_types, options, &mut progress).await;
+    let chunk = usize::try_from(options.batch_size).unwrap_or(usize::MAX);
+    let result = load::fold_log(
+        pool,
+        projections,
+        &stream_types,
+        chunk,
+        &options.cancel,
+        &mut progress,
+    )
+    .await;
     progress.finish();
-    let mut events = result?;
+    let (mut folds, mut events) = result?;
+    load::copy_into_shadow(pool, &mut folds).await?;
+    drop(folds);
+    shadow::build_indexes(pool, &tables).await?;
 
     // Events that committed while (or after) streaming, without the lock yet,
     // so the locked catch-up in the swap has almost nothing left to do.
@@ -249,52 +265,4 @@ async fn replay_locked(
         rows: swapped.rows,
         elapsed: started.elapsed(),
     })
-}
-
-/// Applies the log in batches of `options.batch_size` into the shadow.
-async fn stream_log(
-    conn: &mut PgConnection,
-    projections: &[&'static dyn Projection],
-    stream_types: &[String],
-    options: &ReplayOptions,
-    progress: &mut Progress,
-) -> Result<u64, ReplayError> {
-    let mut after = 0;
-    let mut applied = 0;
-    loop {
-        if options.cancel.is_cancelled() {
-            return Err(ReplayError::Cancelled);
-        }
-        let mut tx = conn
-            .begin()
-            .await
-            .map_err(ReplayError::db("reading the log"))?;
-        let batch =
-            eventstore::read_all_after(&mut tx, after, options.batch_size, Some(stream_types))
-                .await
-                .map_err(ReplayError::db("reading the log"))?;
-        let Some(last) = batch.last() else {
-            return Ok(applied);
-        };
-        after = last.global_position;
-        apply_batch(&mut tx, projections, &batch).await?;
-        tx.commit()
-            .await
-            .map_err(ReplayError::db("committing a batch"))?;
-        applied += batch.len() as u64;
-        progress.advance(batch.len() as u64);
-    }
-}
-
-async fn apply_batch(
-    conn: &mut PgConnection,
-    projections: &[&'static dyn Projection],
-    batch: &[EventEnvelope],
-) -> Result<(), ReplayError> {
-    for event in batch {
-        for projection in projections.iter().filter(|p| p.handles(&event.stream_type)) {
-            apply_event(conn, Schema::Shadow, *projection, event).await?;
-        }
-    }
-    Ok(())
 }

@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 
-use eventstore::EventEnvelope;
-use sqlx::PgConnection;
+use eventstore::scan::{self, StreamRange};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
 
 use super::ReplayError;
-use crate::apply::apply_event;
-use crate::projection::{Projection, Schema};
+use crate::apply::{apply_batch, Verdict};
+use crate::projection::{Decoded, Projection, Schema};
 
 /// The role of the query API, which must keep reading swapped tables.
 pub const QUERY_ROLE: &str = "orders_query";
@@ -15,7 +16,8 @@ pub const QUERY_ROLE: &str = "orders_query";
 /// How long the swap waits for the live tables' locks before giving up.
 const SWAP_LOCK_TIMEOUT: &str = "30s";
 
-/// Recreates the shadow schema with an empty copy of each of `tables`.
+/// Recreates the shadow schema with an empty copy of each of `tables`,
+/// without indexes (they are built after loading, see [`build_indexes`]).
 pub(crate) async fn create(conn: &mut PgConnection, tables: &[&str]) -> Result<(), ReplayError> {
     let shadow = Schema::Shadow.name();
     let mut statements = vec![
@@ -24,7 +26,7 @@ pub(crate) async fn create(conn: &mut PgConnection, tables: &[&str]) -> Result<(
     ];
     for table in tables {
         statements.push(format!(
-            "CREATE TABLE {} (LIKE {} INCLUDING ALL)",
+            "CREATE TABLE {} (LIKE {} INCLUDING ALL EXCLUDING INDEXES)",
             Schema::Shadow.table(table),
             Schema::Live.table(table)
         ));
@@ -49,41 +51,126 @@ pub(crate) async fn drop_schema(conn: &mut PgConnection) -> Result<(), sqlx::Err
     .map(|_| ())
 }
 
+/// Gives each loaded shadow table the live table's primary key, unique
+/// constraints and indexes, with the same names, then analyzes it. Tables
+/// are indexed at once, each over its own connection.
+pub(crate) async fn build_indexes(pool: &PgPool, tables: &[&str]) -> Result<(), ReplayError> {
+    let builds = tables.iter().map(|table| async move {
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(ReplayError::db("indexing the shadow tables"))?;
+        for statement in index_statements(&mut conn, table).await? {
+            sqlx::query(&statement)
+                .execute(&mut *conn)
+                .await
+                .map_err(ReplayError::db("indexing the shadow tables"))?;
+        }
+        Ok::<_, ReplayError>(())
+    });
+    futures::future::try_join_all(builds).await?;
+    Ok(())
+}
+
+/// The statements that index the shadow copy of `table` like the live one.
+async fn index_statements(
+    conn: &mut PgConnection,
+    table: &str,
+) -> Result<Vec<String>, ReplayError> {
+    let live = Schema::Live.table(table);
+    let shadow = Schema::Shadow.table(table);
+    let constraints: Vec<(String, String)> = sqlx::query_as(
+        "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
+         WHERE conrelid = $1::regclass AND contype IN ('p', 'u', 'x') ORDER BY contype, conname",
+    )
+    .bind(&live)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(ReplayError::db("reading the live constraints"))?;
+    let indexes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT c.relname::text, pg_get_indexdef(i.indexrelid) FROM pg_index i
+         JOIN pg_class c ON c.oid = i.indexrelid
+         WHERE i.indrelid = $1::regclass
+           AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+         ORDER BY 1",
+    )
+    .bind(&live)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(ReplayError::db("reading the live indexes"))?;
+    let mut statements: Vec<String> = constraints
+        .into_iter()
+        .map(|(name, definition)| {
+            format!(
+                "ALTER TABLE {shadow} ADD CONSTRAINT {} {definition}",
+                quote_ident(&name)
+            )
+        })
+        .collect();
+    for (name, definition) in indexes {
+        let Some((head, using)) = definition.split_once(" USING ") else {
+            continue;
+        };
+        let unique = if head.starts_with("CREATE UNIQUE") {
+            "UNIQUE "
+        } else {
+            ""
+        };
+        statements.push(format!(
+            "CREATE {unique}INDEX {} ON {shadow} USING {using}",
+            quote_ident(&name)
+        ));
+    }
+    statements.push(format!("ANALYZE {shadow}"));
+    Ok(statements)
+}
+
 /// Applies to the shadow every event of the log it does not have yet: per
-/// projection, the events whose version is above the shadow row's. This also
-/// finds events whose transaction committed late with a lower position.
-/// Returns how many events were applied.
+/// projection, the events of every stream whose version in the log is
+/// above the shadow row's. This also finds events whose transaction
+/// committed late with a lower position. Returns how many events were applied.
 pub(crate) async fn catch_up(
     conn: &mut PgConnection,
     projections: &[&'static dyn Projection],
 ) -> Result<u64, ReplayError> {
     let mut applied = 0;
     for projection in projections {
-        let version = projection.version_table();
-        let stream_types: Vec<String> = projection
-            .stream_types()
-            .iter()
-            .map(|t| (*t).to_owned())
-            .collect();
-        let sql = format!(
-            "SELECT e.event_id, e.stream_id, e.stream_type, e.stream_version, e.global_position,
-                    e.event_type, e.schema_version, e.recorded_at, e.payload, e.metadata
-             FROM eventstore.events e
-             LEFT JOIN {table} r ON r.{key} = e.stream_id
-             WHERE e.stream_type = ANY($1) AND e.stream_version > COALESCE(r.version, 0)
-             ORDER BY e.global_position",
-            table = Schema::Shadow.table(version.table),
-            key = version.key,
-        );
-        let missing: Vec<EventEnvelope> = sqlx::query_as(&sql)
-            .bind(&stream_types)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(ReplayError::db("finding events the shadow misses"))?;
-        for event in &missing {
-            apply_event(conn, Schema::Shadow, *projection, event).await?;
+        let spec = projection.spec();
+        let stream_types: Vec<String> = spec.stream_types.iter().map(|t| (*t).to_owned()).collect();
+        let behind: Vec<(Uuid, i64)> = sqlx::query_as(&format!(
+            "SELECT s.stream_id, COALESCE(r.version, 0) FROM eventstore.streams s
+             LEFT JOIN {table} r ON r.{key} = s.stream_id
+             WHERE s.stream_type = ANY($1) AND s.version > COALESCE(r.version, 0)",
+            table = Schema::Shadow.table(spec.table),
+            key = spec.key,
+        ))
+        .bind(&stream_types)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(ReplayError::db("finding streams the shadow misses"))?;
+        if behind.is_empty() {
+            continue;
         }
-        applied += missing.len() as u64;
+        let ranges: Vec<StreamRange> = behind
+            .iter()
+            .map(|(stream_id, version)| StreamRange {
+                stream_id: *stream_id,
+                after_version: *version,
+                up_to_version: None,
+            })
+            .collect();
+        let missing = scan::read_ranges(conn, &ranges)
+            .await
+            .map_err(ReplayError::db("reading events the shadow misses"))?;
+        let events: Vec<Decoded> = missing.iter().map(Decoded::from_envelope).collect();
+        let verdicts = apply_batch(conn, Schema::Shadow, &[*projection], &events).await?;
+        for verdict in verdicts {
+            match verdict {
+                Verdict::Rejected(error) => return Err(error.into()),
+                Verdict::Applied => applied += 1,
+                Verdict::Duplicate | Verdict::Ignored => {}
+            }
+        }
     }
     Ok(applied)
 }

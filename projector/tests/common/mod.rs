@@ -338,6 +338,7 @@ impl RunningConsumer {
             group_id: group.to_owned(),
             retry_initial_backoff: Duration::from_millis(50),
             retry_max_backoff: Duration::from_millis(500),
+            ..ConsumerSettings::default()
         };
         let consumer =
             Consumer::new(pool, &harness.kafka.config, settings).expect("create consumer");

@@ -1,10 +1,16 @@
-//! The live projector: consumes the event topics and applies each message to
-//! the read models in one PostgreSQL transaction.
+//! The live projector: consumes the event topics and applies them to the
+//! read models in batches, one PostgreSQL transaction per partition's share
+//! of a batch (partitions in parallel).
 //!
 //! Offsets are stored (and then auto-committed) only after that transaction
-//! committed, so a crash between the two redelivers the message, which the
-//! version check turns into a no-op. A database failure retries the same
-//! message with capped exponential backoff; the consumer never skips ahead.
+//! committed, so a crash between the two redelivers the messages, which the
+//! version check turns into no-ops. A database failure retries the same
+//! batch with capped exponential backoff; the consumer never skips ahead.
+//! A message that can never apply is isolated: logged at error level with
+//! its topic, partition and offset, counted as skipped, and the rest of its
+//! batch is applied.
+
+mod batch;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,24 +22,27 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, TopicPartitionList};
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::apply::{apply_event, ApplyError};
-use crate::projection::{self, Schema};
+use crate::apply::{apply_batch, ApplyError, Verdict};
+use crate::projection::{self, Decoded, Schema};
 
 /// Tuning of the live consumer.
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
     /// Kafka consumer group; instances in one group split the partitions.
     pub group_id: String,
-    /// First wait before retrying a message whose transaction failed.
+    /// First wait before retrying a batch whose transaction failed.
     pub retry_initial_backoff: Duration,
     /// Longest wait between retries.
     pub retry_max_backoff: Duration,
+    /// Most messages taken from Kafka into one batch.
+    pub batch_max_messages: usize,
+    /// How long a batch waits for more messages once it has one.
+    pub batch_linger: Duration,
 }
 
 impl Default for ConsumerSettings {
@@ -42,6 +51,8 @@ impl Default for ConsumerSettings {
             group_id: "projector".to_owned(),
             retry_initial_backoff: Duration::from_millis(100),
             retry_max_backoff: Duration::from_secs(10),
+            batch_max_messages: 2_000,
+            batch_linger: Duration::from_millis(2),
         }
     }
 }
@@ -61,6 +72,7 @@ pub struct ConsumerStats {
     committed: AtomicU64,
     skipped: AtomicU64,
     retries: AtomicU64,
+    batches: AtomicU64,
 }
 
 impl ConsumerStats {
@@ -83,6 +95,11 @@ impl ConsumerStats {
     /// Failed attempts that were retried.
     pub fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Partition batches committed.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
     }
 }
 
@@ -132,14 +149,6 @@ fn describe(partitions: &TopicPartitionList) -> String {
         .map(|e| format!("{}[{}]", e.topic(), e.partition()))
         .collect();
     names.join(", ")
-}
-
-/// How handling one message ended.
-enum Outcome {
-    /// Its transaction committed (or it can never apply): store its offset.
-    Done,
-    /// Shutdown interrupted the retries: leave its offset alone.
-    Interrupted,
 }
 
 /// A live projector instance: one Kafka consumer in the projector group.
@@ -196,30 +205,9 @@ impl Consumer {
 
     /// Consumes until `shutdown`, then commits the stored offsets and leaves the group.
     pub async fn run(self, shutdown: CancellationToken) {
-        while !shutdown.is_cancelled() {
-            let message = tokio::select! {
-                () = shutdown.cancelled() => break,
-                message = self.consumer.recv() => message,
-            };
-            let message = match message {
-                Ok(message) => message,
-                Err(error) => {
-                    tracing::warn!(%error, "kafka consumer error");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_millis(200)) => continue,
-                    }
-                }
-            };
-            self.stats.received.fetch_add(1, Ordering::Relaxed);
-            match self.handle(&message, &shutdown).await {
-                Outcome::Done => {
-                    if let Err(error) = self.consumer.store_offset_from_message(&message) {
-                        // The partition was revoked meanwhile; its new owner redelivers.
-                        tracing::warn!(%error, "cannot store the offset");
-                    }
-                }
-                Outcome::Interrupted => break,
+        while let Some(deliveries) = self.poll(&shutdown).await {
+            if !self.process(deliveries, &shutdown).await {
+                break;
             }
         }
         match self.consumer.commit_consumer_state(CommitMode::Sync) {
@@ -230,63 +218,6 @@ impl Consumer {
         // Closing waits for the group to be left; keep it off the async workers.
         let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
         tracing::info!("projector stopped");
-    }
-
-    /// Decodes and applies one message, retrying database failures.
-    async fn handle(&self, message: &BorrowedMessage<'_>, shutdown: &CancellationToken) -> Outcome {
-        let event: EventEnvelope = match message.payload().map(serde_json::from_slice) {
-            Some(Ok(event)) => event,
-            Some(Err(error)) => {
-                tracing::error!(
-                    %error, topic = message.topic(), partition = message.partition(),
-                    offset = message.offset(), "skipping a message that is not an event envelope"
-                );
-                self.stats.skipped.fetch_add(1, Ordering::Relaxed);
-                return Outcome::Done;
-            }
-            None => {
-                tracing::error!(
-                    topic = message.topic(),
-                    partition = message.partition(),
-                    offset = message.offset(),
-                    "skipping a message without a value"
-                );
-                self.stats.skipped.fetch_add(1, Ordering::Relaxed);
-                return Outcome::Done;
-            }
-        };
-        let mut backoff = self.settings.retry_initial_backoff;
-        let mut attempt: u32 = 1;
-        loop {
-            match project(&self.pool, &event).await {
-                Ok(()) => {
-                    self.stats.committed.fetch_add(1, Ordering::Relaxed);
-                    return Outcome::Done;
-                }
-                Err(error) if error.is_retryable() => {
-                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        %error, attempt, retry_in_ms = backoff.as_millis() as u64,
-                        stream_id = %event.stream_id, stream_version = event.stream_version,
-                        "cannot apply event; retrying"
-                    );
-                    tokio::select! {
-                        () = shutdown.cancelled() => return Outcome::Interrupted,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(self.settings.retry_max_backoff);
-                    attempt = attempt.saturating_add(1);
-                }
-                Err(error) => {
-                    tracing::error!(
-                        %error, topic = message.topic(), partition = message.partition(),
-                        offset = message.offset(), "skipping an event that cannot be projected"
-                    );
-                    self.stats.skipped.fetch_add(1, Ordering::Relaxed);
-                    return Outcome::Done;
-                }
-            }
-        }
     }
 }
 
@@ -300,20 +231,27 @@ impl Consumer {
     trace_id = eventstore::trace::trace_id(event.metadata.traceparent.as_deref()).unwrap_or(""),
 ))]
 pub async fn project(pool: &PgPool, event: &EventEnvelope) -> Result<(), ApplyError> {
-    let mut interested = projection::interested_in(&event.stream_type).peekable();
-    if interested.peek().is_none() {
+    if projection::interested_in(&event.stream_type).next().is_none() {
         return Ok(());
     }
+    let verdicts = project_batch(pool, &[Decoded::from_envelope(event)]).await?;
+    match verdicts.into_iter().next() {
+        Some(Verdict::Rejected(error)) => Err(error),
+        _ => Ok(()),
+    }
+}
+
+/// Applies `events` to the live read models in one transaction.
+pub async fn project_batch(pool: &PgPool, events: &[Decoded]) -> Result<Vec<Verdict>, ApplyError> {
     let mut tx = pool
         .begin()
         .await
         .map_err(|source| ApplyError::database("starting a transaction", source))?;
-    for projection in interested {
-        apply_event(&mut tx, Schema::Live, projection, event).await?;
-    }
+    let verdicts = apply_batch(&mut tx, Schema::Live, projection::all(), events).await?;
     tx.commit()
         .await
-        .map_err(|source| ApplyError::database("committing", source))
+        .map_err(|source| ApplyError::database("committing", source))?;
+    Ok(verdicts)
 }
 
 /// Runs a consumer over `pool` and `kafka` until `shutdown`.
