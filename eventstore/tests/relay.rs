@@ -3,14 +3,14 @@
 //! per-stream order preserved in Kafka.
 
 mod common;
+mod relay_support;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{append_committed, count, event};
 use eventstore::relay::{Relay, RelayConfig, RelayRole};
 use eventstore::{append, EventEnvelope, ExpectedVersion, Metadata};
-use testkit::kafka::Record;
+use relay_support::assert_per_stream_order;
 use testkit::{eventually, TestDatabase, TestKafka};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -34,25 +34,6 @@ fn start_relay(
     let stop = token.clone();
     tokio::spawn(async move { relay.run(stop).await });
     (token, role)
-}
-
-/// Asserts that, per stream, no record arrives before its predecessor
-/// (duplicates of older versions are allowed: delivery is at-least-once),
-/// and returns the highest version seen per stream.
-fn assert_per_stream_order(records: &[Record]) -> HashMap<String, i64> {
-    let mut highest: HashMap<String, i64> = HashMap::new();
-    for record in records {
-        let version = record.value["stream_version"].as_i64().unwrap();
-        let seen = highest.entry(record.key.clone()).or_insert(0);
-        assert!(
-            version <= *seen + 1,
-            "stream {} version {version} arrived before version {}",
-            record.key,
-            *seen + 1
-        );
-        *seen = (*seen).max(version);
-    }
-    highest
 }
 
 #[tokio::test]
