@@ -235,13 +235,9 @@ pub async fn apply_batch(
                 }
             }
         }
-        share
-            .fold
-            .store(conn, schema)
-            .await
-            .map_err(|source| {
-                ApplyError::database(format!("writing {} rows", share.projection.name()), source)
-            })?;
+        share.fold.store(conn, schema).await.map_err(|source| {
+            ApplyError::database(format!("writing {} rows", share.projection.name()), source)
+        })?;
     }
     Ok(events.iter().map(|e| verdict(&shares, e)).collect())
 }
@@ -263,7 +259,10 @@ async fn read_gaps(
             up_to_version: Some(*up_to),
         })
         .collect();
-    tracing::debug!(streams = ranges.len(), "gaps in the batch: reading the missing events from the log");
+    tracing::debug!(
+        streams = ranges.len(),
+        "gaps in the batch: reading the missing events from the log"
+    );
     let missing = scan::read_ranges(conn, &ranges)
         .await
         .map_err(|source| ApplyError::database("reading the events of gapped streams", source))?;

@@ -115,12 +115,16 @@ impl Consumer {
                     );
                     skipped += 1;
                 }
-                Ok(envelope) if projection::interested_in(&envelope.stream_type).next().is_none() => {
+                Ok(envelope)
+                    if projection::interested_in(&envelope.stream_type)
+                        .next()
+                        .is_none() =>
+                {
                     committed += 1;
                 }
                 Ok(envelope) => {
                     events.push(Decoded::from_envelope(envelope));
-                    origins.push(delivery);
+                    origins.push((delivery.offset, envelope));
                 }
             }
         }
@@ -128,13 +132,12 @@ impl Consumer {
             let Some(verdicts) = self.apply_with_retries(&events, shutdown).await else {
                 return false;
             };
-            for (verdict, delivery) in verdicts.iter().zip(&origins) {
+            for (verdict, (offset, envelope)) in verdicts.iter().zip(&origins) {
                 if let Verdict::Rejected(error) = verdict {
-                    let envelope = delivery.event.as_ref().ok();
                     tracing::error!(
-                        %error, topic, partition, offset = delivery.offset,
-                        event_id = ?envelope.map(|e| e.event_id),
-                        correlation_id = ?envelope.map(|e| e.metadata.correlation_id),
+                        %error, topic, partition, offset,
+                        event_id = %envelope.event_id,
+                        correlation_id = %envelope.metadata.correlation_id,
                         "skipping an event that cannot be projected"
                     );
                     skipped += 1;

@@ -231,7 +231,10 @@ impl Consumer {
     trace_id = eventstore::trace::trace_id(event.metadata.traceparent.as_deref()).unwrap_or(""),
 ))]
 pub async fn project(pool: &PgPool, event: &EventEnvelope) -> Result<(), ApplyError> {
-    if projection::interested_in(&event.stream_type).next().is_none() {
+    if projection::interested_in(&event.stream_type)
+        .next()
+        .is_none()
+    {
         return Ok(());
     }
     let verdicts = project_batch(pool, &[Decoded::from_envelope(event)]).await?;

@@ -231,7 +231,10 @@ mod tests {
     fn unknown_types_versions_and_payloads_are_decode_errors() {
         let mut e = envelope("inventory", &ProductEvent::ProductRestocked { quantity: 3 });
         e.event_type = "ProductDiscontinued".to_owned();
-        for decoded in [Decoded::from_envelope(&e), Decoded::from_scanned(scanned(&e))] {
+        for decoded in [
+            Decoded::from_envelope(&e),
+            Decoded::from_scanned(scanned(&e)),
+        ] {
             assert!(matches!(
                 decoded.event,
                 Err(EventDecodeError::UnknownType { .. })
@@ -245,7 +248,10 @@ mod tests {
         ));
         e.schema_version = 1;
         e.payload = serde_json::json!({"quantity": "many"});
-        for decoded in [Decoded::from_envelope(&e), Decoded::from_scanned(scanned(&e))] {
+        for decoded in [
+            Decoded::from_envelope(&e),
+            Decoded::from_scanned(scanned(&e)),
+        ] {
             assert!(matches!(
                 decoded.event,
                 Err(EventDecodeError::InvalidPayload { .. })

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod generate;
 pub mod saga;
 
 use std::collections::BTreeMap;
