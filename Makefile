@@ -8,7 +8,9 @@ CARGO ?= cargo
 # Build output lives outside the checkout so fresh CI clones on the same machine reuse it.
 CARGO_TARGET_DIR ?= $(HOME)/.cache/orders-cqrs/target
 export CARGO_TARGET_DIR
-BIN_DIR := $(CARGO_TARGET_DIR)/debug
+# `make run`, `make demo`, `make replay` and `make bench` run optimised builds
+# ([profile.release] in Cargo.toml); tests and `make bench-quick` use debug builds.
+BIN_DIR := $(CARGO_TARGET_DIR)/release
 
 # Local infrastructure (infra/up.sh). Override on the command line or in the environment.
 DATABASE_URL ?= postgres://orders:orders@127.0.0.1:5432/orders
@@ -29,7 +31,7 @@ BENCH_ARGS ?=
 # Extend when new services land, e.g. `PROCS += saga-worker payment-gateway`.
 PROCS ?= command-api outbox-relay projector query-api payment-gateway saga-worker
 
-.PHONY: help infra-up infra-down infra-clean infra-status build test lint run demo bench replay
+.PHONY: help infra-up infra-down infra-clean infra-status build release test lint run demo bench bench-quick replay
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-13s %s\n", $$1, $$2 }'
@@ -48,8 +50,11 @@ infra-status: ## show state of local infrastructure
 	-bash infra/postgres.sh status
 	-bash infra/kafka.sh status
 
-build: ## build all binaries
+build: ## build all binaries (debug)
 	$(CARGO) build --workspace --bins
+
+release: ## build all binaries optimised (what run, demo, replay and bench use)
+	$(CARGO) build --release --workspace --bins
 
 test: infra-up ## run the workspace tests against local infra
 	bash infra/postgres.sh prune
@@ -60,20 +65,32 @@ lint: ## rustfmt check + clippy (warnings are errors)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-run: infra-up build ## run all services in the foreground (Ctrl-C stops all)
+run: infra-up release ## run all services in the foreground (Ctrl-C stops all)
 	PROCS='$(PROCS)' BIN_DIR='$(BIN_DIR)' DATABASE_URL='$(DATABASE_URL)' \
 		QUERY_DATABASE_URL='$(QUERY_DATABASE_URL)' KAFKA_BROKERS='$(KAFKA_BROKERS)' RUST_LOG='$(RUST_LOG)' \
 		SAGA_PAYMENT_DEADLINE_MS='$(SAGA_PAYMENT_DEADLINE_MS)' PAYMENT_GATEWAY_SLOW_RESPONSE_MS='$(PAYMENT_GATEWAY_SLOW_RESPONSE_MS)' \
 		bash infra/run-all.sh
 
-replay: build ## rebuild every read model from the event log (REPLAY_ARGS='--projection orders')
+replay: release ## rebuild every read model from the event log (REPLAY_ARGS='--projection orders')
 	DATABASE_URL='$(DATABASE_URL)' $(BIN_DIR)/projector replay $(REPLAY_ARGS)
 
-bench: ## measure a running system (start it with `make run` first; BENCH_ARGS='--orders 5000')
-	$(CARGO) build --release -p bench
-	$(CARGO_TARGET_DIR)/release/bench $(BENCH_ARGS)
+# The suite starts every component it measures itself, in one process, on fresh
+# databases and topic prefixes: only Postgres and Kafka must be up. Results go
+# to bench-results/ (JSON + SVG chart). BENCH_ARGS='--stages replay --log-events 200000'
+# The components it runs log nothing unless BENCH_RUST_LOG is set (e.g. BENCH_RUST_LOG=warn).
+BENCH_RUST_LOG ?=
+BENCH_ENV = env $(if $(BENCH_RUST_LOG),RUST_LOG='$(BENCH_RUST_LOG)',-u RUST_LOG) \
+	DATABASE_URL='$(DATABASE_URL)' QUERY_DATABASE_URL='$(QUERY_DATABASE_URL)' KAFKA_BROKERS='$(KAFKA_BROKERS)'
 
-demo: infra-up build ## place an order down each saga path and print the timelines (starts the system if needed)
+bench: infra-up ## run the benchmark suite on a release build (several minutes; BENCH_ARGS='--stages a,b')
+	$(CARGO) build --release -p bench
+	$(BENCH_ENV) $(CARGO_TARGET_DIR)/release/bench $(BENCH_ARGS)
+
+bench-quick: infra-up ## every stage of the suite at small sizes, debug build (CI; asserts nothing about speed)
+	$(CARGO) build -p bench
+	$(BENCH_ENV) $(CARGO_TARGET_DIR)/debug/bench --quick $(BENCH_ARGS)
+
+demo: infra-up release ## place an order down each saga path and print the timelines (starts the system if needed)
 	PROCS='$(PROCS)' BIN_DIR='$(BIN_DIR)' DATABASE_URL='$(DATABASE_URL)' \
 		QUERY_DATABASE_URL='$(QUERY_DATABASE_URL)' KAFKA_BROKERS='$(KAFKA_BROKERS)' \
 		SAGA_PAYMENT_DEADLINE_MS='$(SAGA_PAYMENT_DEADLINE_MS)' PAYMENT_GATEWAY_SLOW_RESPONSE_MS='$(PAYMENT_GATEWAY_SLOW_RESPONSE_MS)' \

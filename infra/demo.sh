@@ -8,7 +8,7 @@ INFRA_TAG=demo
 # shellcheck source=infra/lib.sh
 source "$HERE/lib.sh"
 
-BIN_DIR="${BIN_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/debug}"
+BIN_DIR="${BIN_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/release}"
 started=""
 cleanup() {
     if [[ -n "$started" ]]; then

@@ -5,7 +5,8 @@
 #
 # Env:
 #   PROCS     space-separated binary names (default: command-api outbox-relay projector query-api)
-#   BIN_DIR   where the binaries are (default: $CARGO_TARGET_DIR/debug, else <repo>/target/debug)
+#   BIN_DIR   where the binaries are (default: $CARGO_TARGET_DIR/release, else <repo>/target/release;
+#             `make run` builds them with `cargo build --release`)
 #   DATABASE_URL, QUERY_DATABASE_URL, KAFKA_BROKERS, RUST_LOG  passed through (defaults below)
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -13,7 +14,7 @@ INFRA_TAG=run-all
 # shellcheck source=infra/lib.sh
 source "$HERE/lib.sh"
 
-BIN_DIR="${BIN_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/debug}"
+BIN_DIR="${BIN_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/release}"
 PROCS="${PROCS:-command-api outbox-relay projector query-api}"
 STOP_TIMEOUT="${STOP_TIMEOUT:-10}"
 
