@@ -18,8 +18,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio::time::Instant;
 
-use super::envelope_headers;
-use crate::envelope::EventEnvelope;
+use super::headers::{headers, HeaderIds};
+use super::outbox::Outgoing;
 
 /// Why the relay stopped trusting its producer.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +102,7 @@ impl<'a> Pipeline<'a> {
     /// Enqueues every event of `batch` in order. If the producer refuses
     /// one, nothing after it is enqueued and the refusal is returned (the
     /// events before it stay in flight).
-    pub(super) async fn send(&mut self, batch: &[EventEnvelope]) -> Result<(), DeliveryError> {
+    pub(super) async fn send(&mut self, batch: &[Outgoing]) -> Result<(), DeliveryError> {
         let mut sent = InFlight {
             positions: Vec::with_capacity(batch.len()),
             deliveries: VecDeque::with_capacity(batch.len()),
@@ -131,14 +131,28 @@ impl<'a> Pipeline<'a> {
         refused.map_or(Ok(()), Err)
     }
 
-    async fn enqueue(&self, event: &EventEnvelope) -> Result<DeliveryFuture, KafkaError> {
+    async fn enqueue(&self, event: &Outgoing) -> Result<DeliveryFuture, KafkaError> {
         let topic = self.kafka.topic_for(&event.stream_type);
-        let value = serde_json::to_vec(event).expect("envelope serializes");
-        let key = event.stream_id.to_string();
+        let (event_id, key) = (event.event_id.to_string(), event.stream_id.to_string());
+        let (version, position) = (
+            event.stream_version.to_string(),
+            event.global_position.to_string(),
+        );
+        let headers = headers(&HeaderIds {
+            event_id: &event_id,
+            event_type: &event.event_type,
+            stream_id: &key,
+            stream_type: &event.stream_type,
+            stream_version: &version,
+            global_position: &position,
+            correlation_id: &event.correlation_id,
+            causation_id: &event.causation_id,
+            traceparent: event.traceparent.as_deref(),
+        });
         let mut record = FutureRecord::to(&topic)
             .key(&key)
-            .payload(&value)
-            .headers(envelope_headers(event));
+            .payload(&event.value)
+            .headers(headers);
         loop {
             match self.producer.send_result(record) {
                 Ok(delivery) => return Ok(delivery),
