@@ -4,6 +4,8 @@
 //! infrastructure failures are ours (503 when the database is unreachable,
 //! 500 otherwise, details logged and never returned).
 
+use std::sync::Arc;
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use domain::order::OrderError;
@@ -12,8 +14,9 @@ use eventstore::AppendError;
 use platform::http::Problem;
 use uuid::Uuid;
 
-/// Why a command request failed.
-#[derive(Debug, thiserror::Error)]
+/// Why a command request failed. Cloneable: one failed batch answers each
+/// of its commands with the same error.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// A product rule refused the command (422; 404 for a product that does not exist).
     #[error(transparent)]
@@ -86,7 +89,7 @@ pub enum ApiError {
         action: String,
         /// The underlying error.
         #[source]
-        source: sqlx::Error,
+        source: Arc<sqlx::Error>,
     },
     /// A bug or corrupted data (500).
     #[error("{0}")]
@@ -98,7 +101,7 @@ impl ApiError {
     pub fn database(action: impl Into<String>, source: sqlx::Error) -> Self {
         Self::Database {
             action: action.into(),
-            source,
+            source: Arc::new(source),
         }
     }
 

@@ -1,11 +1,13 @@
 //! `Idempotency-Key` support: key validation, request fingerprints, the
 //! per-key advisory lock and the `command.idempotency_keys` table.
 //!
-//! Everything happens inside the command's transaction: the key's advisory
-//! lock is taken with `pg_try_advisory_xact_lock` (so it is released at
-//! commit or rollback), the stored response is looked up, and a new response
-//! is inserted together with the command's events. A key is therefore
-//! recorded if and only if its effect committed.
+//! Everything happens inside the transaction of the command's batch: the
+//! keys' advisory locks are taken with `pg_try_advisory_xact_lock` (so they
+//! are released at commit or rollback), the stored responses are looked up,
+//! and new responses are inserted together with the commands' events. A key
+//! is therefore recorded if and only if its effect committed.
+
+use std::collections::HashMap;
 
 use axum::http::{HeaderValue, Method, StatusCode};
 use sha2::{Digest, Sha256};
@@ -95,53 +97,103 @@ pub fn lock_key(key: &str) -> i64 {
     i64::from_be_bytes(first)
 }
 
-/// Takes the key's transaction-scoped advisory lock (without waiting) and
-/// looks up a recorded response.
-#[tracing::instrument(skip(conn))]
-pub async fn claim(conn: &mut PgConnection, key: &str) -> Result<Claim, ApiError> {
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(lock_key(key))
-        .fetch_one(&mut *conn)
-        .await
-        .during(|| "locking the idempotency key".into())?;
-    if !locked {
-        return Ok(Claim::InFlight);
+/// Takes each key's transaction-scoped advisory lock (without waiting) and
+/// looks up the responses recorded under the keys it got: one claim per
+/// key, in order. Keys must be distinct (a session's advisory locks are
+/// re-entrant, so a duplicate would claim its own key).
+#[tracing::instrument(skip_all, fields(keys = keys.len()))]
+pub async fn claim_all(conn: &mut PgConnection, keys: &[&str]) -> Result<Vec<Claim>, ApiError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
     }
-    let stored: Option<StoredResponse> = sqlx::query_as(
-        "SELECT request_hash, response_status, response_body
-         FROM command.idempotency_keys WHERE idempotency_key = $1",
+    let lock_keys: Vec<i64> = keys.iter().map(|key| lock_key(key)).collect();
+    // Locks first, lookup second: the lookup's snapshot must be taken after
+    // the locks are held, or a response committed in between would be missed.
+    let locked: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_try_advisory_xact_lock(k) FROM UNNEST($1::bigint[]) WITH ORDINALITY AS t(k, n)
+         ORDER BY n",
     )
-    .bind(key)
-    .fetch_optional(&mut *conn)
+    .bind(&lock_keys)
+    .fetch_all(&mut *conn)
     .await
-    .during(|| "looking up the idempotency key".into())?;
-    Ok(stored.map_or(Claim::Fresh, Claim::Recorded))
+    .during(|| "locking the idempotency keys".into())?;
+    let claimed: Vec<&str> = keys
+        .iter()
+        .zip(&locked)
+        .filter(|(_, locked)| **locked)
+        .map(|(key, _)| *key)
+        .collect();
+    let mut stored: HashMap<String, StoredResponse> = HashMap::new();
+    if !claimed.is_empty() {
+        let rows: Vec<(String, String, i16, serde_json::Value)> = sqlx::query_as(
+            "SELECT idempotency_key, request_hash, response_status, response_body
+             FROM command.idempotency_keys WHERE idempotency_key = ANY($1)",
+        )
+        .bind(&claimed)
+        .fetch_all(&mut *conn)
+        .await
+        .during(|| "looking up the idempotency keys".into())?;
+        for (key, request_hash, response_status, response_body) in rows {
+            let response = StoredResponse {
+                request_hash,
+                response_status,
+                response_body,
+            };
+            stored.insert(key, response);
+        }
+    }
+    Ok(keys
+        .iter()
+        .zip(locked)
+        .map(|(key, locked)| match (locked, stored.remove(*key)) {
+            (false, _) => Claim::InFlight,
+            (true, Some(response)) => Claim::Recorded(response),
+            (true, None) => Claim::Fresh,
+        })
+        .collect())
 }
 
-/// Records the response of `request` (in the caller's transaction) and
-/// returns the body as stored, so the first response is byte-identical to
-/// every replay.
-#[tracing::instrument(skip(conn, request, body), fields(key = %request.key))]
-pub async fn record(
+/// Records each request's response (in the caller's transaction) and
+/// returns the bodies as stored, in order, so a first response is
+/// byte-identical to every replay.
+#[tracing::instrument(skip_all, fields(keys = records.len()))]
+pub async fn record_all(
     conn: &mut PgConnection,
-    request: &IdempotencyRequest,
-    status: StatusCode,
-    body: &serde_json::Value,
-) -> Result<serde_json::Value, ApiError> {
-    let status = i16::try_from(status.as_u16()).expect("HTTP statuses fit in i16");
-    sqlx::query_scalar(
-        "INSERT INTO command.idempotency_keys
-             (idempotency_key, request_hash, response_status, response_body)
-         VALUES ($1, $2, $3, $4)
-         RETURNING response_body",
+    records: &[(&IdempotencyRequest, StatusCode, &serde_json::Value)],
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<&str> = records.iter().map(|(r, _, _)| r.key.as_str()).collect();
+    let hashes: Vec<&str> = records
+        .iter()
+        .map(|(r, _, _)| r.fingerprint.as_str())
+        .collect();
+    let statuses: Vec<i16> = records
+        .iter()
+        .map(|(_, status, _)| i16::try_from(status.as_u16()).expect("HTTP statuses fit in i16"))
+        .collect();
+    let bodies: Vec<&serde_json::Value> = records.iter().map(|(_, _, body)| *body).collect();
+    let stored: Vec<(i64, serde_json::Value)> = sqlx::query_as(
+        "WITH inserted AS (
+             INSERT INTO command.idempotency_keys
+                 (idempotency_key, request_hash, response_status, response_body)
+             SELECT k, h, s, b FROM UNNEST($1::text[], $2::text[], $3::smallint[], $4::jsonb[])
+                 AS t(k, h, s, b)
+             RETURNING idempotency_key, response_body
+         )
+         SELECT t.n, i.response_body
+         FROM inserted i JOIN UNNEST($1::text[]) WITH ORDINALITY AS t(k, n) ON t.k = i.idempotency_key
+         ORDER BY t.n",
     )
-    .bind(&request.key)
-    .bind(&request.fingerprint)
-    .bind(status)
-    .bind(body)
-    .fetch_one(&mut *conn)
+    .bind(&keys)
+    .bind(&hashes)
+    .bind(&statuses)
+    .bind(&bodies)
+    .fetch_all(&mut *conn)
     .await
-    .during(|| "recording the idempotency key".into())
+    .during(|| "recording the idempotency keys".into())?;
+    Ok(stored.into_iter().map(|(_, body)| body).collect())
 }
 
 #[cfg(test)]

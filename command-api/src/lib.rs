@@ -2,11 +2,12 @@
 //! requests into domain commands and appends the resulting events to the
 //! PostgreSQL event log (events and outbox rows in one transaction).
 //!
-//! Every command runs the same loop (see [`handling`]): in one transaction,
-//! load the aggregate's stream, decide with the pure domain, append with the
-//! loaded version as the expected one and, when the request carries an
-//! `Idempotency-Key`, record the response next to the events. Optimistic
-//! conflicts are retried a few times; `If-Match` turns them into 412.
+//! Every command runs the same path (see [`handling`]): queued for the
+//! writer of its stream, it is decided with the pure domain together with
+//! the other commands queued meanwhile, and appended with them in one
+//! transaction (group commit), with the response recorded under its
+//! `Idempotency-Key` if it has one. A command whose stream another process
+//! moved meanwhile is retried a few times; `If-Match` turns that into 412.
 //!
 //! Public surface for the binary and the tests: [`Config`], [`AppState`],
 //! [`router`] and [`run`].
@@ -25,5 +26,6 @@ mod state;
 
 pub use config::Config;
 pub use error::ApiError;
+pub use handling::writer::WriterSettings;
 pub use startup::{router, run};
 pub use state::AppState;

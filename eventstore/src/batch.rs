@@ -34,7 +34,10 @@ pub enum StreamOutcome {
     Appended(Appended),
     /// The stream was not at the expected version (or has another type):
     /// nothing was written for it.
-    Conflict,
+    Conflict {
+        /// The stream's version (0: it does not exist).
+        actual: i64,
+    },
 }
 
 /// Appends every stream of `batch` in one statement inside the caller's
@@ -150,6 +153,27 @@ pub async fn append_batch(
     for event in recorded {
         by_stream.entry(event.stream_id).or_default().push(event);
     }
+    let conflicted: Vec<Uuid> = stream_ids
+        .iter()
+        .filter(|id| !by_stream.contains_key(id))
+        .copied()
+        .collect();
+    let actual: HashMap<Uuid, i64> = if conflicted.is_empty() {
+        HashMap::new()
+    } else {
+        sqlx::query_as(
+            "SELECT stream_id, version FROM eventstore.streams WHERE stream_id = ANY($1)",
+        )
+        .bind(&conflicted)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|source| AppendError::Database {
+            stream_id: conflicted[0],
+            source,
+        })?
+        .into_iter()
+        .collect()
+    };
     Ok(batch
         .iter()
         .map(|stream| match by_stream.remove(&stream.stream_id) {
@@ -161,7 +185,9 @@ pub async fn append_batch(
                     events,
                 })
             }
-            None => StreamOutcome::Conflict,
+            None => StreamOutcome::Conflict {
+                actual: actual.get(&stream.stream_id).copied().unwrap_or(0),
+            },
         })
         .collect())
 }

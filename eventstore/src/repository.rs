@@ -108,6 +108,11 @@ pub struct LoadRequest {
 }
 
 impl LoadRequest {
+    /// The stream to load.
+    pub fn stream_id(&self) -> Uuid {
+        self.stream_id
+    }
+
     /// Load `stream_id` as an `A`.
     pub fn of<A: Aggregate>(stream_id: Uuid) -> Self {
         fn decode<A: Aggregate>(state: serde_json::Value) -> Option<AnyState> {
@@ -128,18 +133,40 @@ impl LoadRequest {
 #[derive(Default)]
 pub struct Prefetched {
     streams: HashMap<Uuid, Fetched>,
+    /// Where folded states are remembered.
+    repository: Option<Repository>,
 }
 
 struct Fetched {
     /// The type the stream has in the log (`None`: it does not exist).
     found_type: Option<String>,
     base: Option<AnyState>,
+    /// Whether `base` came from the cache.
+    cached: bool,
     at: Point,
     tail: Vec<EventEnvelope>,
 }
 
+impl Fetched {
+    /// Whether folding it gives a state the cache does not hold yet.
+    fn renews_cache(&self) -> bool {
+        !self.cached || !self.tail.is_empty()
+    }
+}
+
 impl Prefetched {
-    /// Folds stream `stream_id`, which must have been prefetched, as an `A`.
+    /// The version and last global position of `stream_id` as read (0, 0
+    /// for a stream without events); `None` if it was not prefetched.
+    pub fn point(&self, stream_id: Uuid) -> Option<(i64, i64)> {
+        let fetched = self.streams.get(&stream_id)?;
+        Some(match fetched.tail.last() {
+            Some(last) => (last.stream_version, last.global_position),
+            None => (fetched.at.version, fetched.at.position),
+        })
+    }
+
+    /// Folds stream `stream_id`, which must have been prefetched, as an `A`
+    /// (and remembers the result in the repository's cache).
     pub fn load<A: Aggregate>(&self, stream_id: Uuid) -> Result<Loaded<A::State>, CommandError> {
         let fetched = self
             .streams
@@ -170,12 +197,16 @@ impl Prefetched {
             at.position = envelope.global_position;
             at.last_event_id = Some(envelope.event_id);
         }
-        Ok(Loaded {
+        let loaded = Loaded {
             state,
             version: at.version,
             position: at.position,
             at,
-        })
+        };
+        if let Some(repository) = self.repository.as_ref().filter(|_| fetched.renews_cache()) {
+            repository.remember::<A>(stream_id, &loaded);
+        }
+        Ok(loaded)
     }
 }
 
@@ -311,6 +342,7 @@ impl Repository {
             let reloaded = read_tails(conn, &stale, &bases).await?;
             prefetched.streams.extend(reloaded.streams);
         }
+        prefetched.repository = Some(self.clone());
         Ok(prefetched)
     }
 
@@ -593,6 +625,7 @@ async fn read_tails(
         let fetched = streams.entry(requested).or_insert_with(|| Fetched {
             found_type,
             base: state,
+            cached,
             at,
             tail: Vec::new(),
         });
@@ -615,5 +648,8 @@ async fn read_tails(
         Some(base) if base.cached => confirmed.contains(id),
         _ => true,
     });
-    Ok(Prefetched { streams })
+    Ok(Prefetched {
+        streams,
+        repository: None,
+    })
 }

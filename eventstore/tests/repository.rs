@@ -368,7 +368,7 @@ async fn in_a_batch_append_a_conflicting_stream_fails_alone() {
             .collect::<Vec<_>>(),
         [2, 3]
     );
-    assert_eq!(outcomes[1], StreamOutcome::Conflict);
+    assert_eq!(outcomes[1], StreamOutcome::Conflict { actual: 1 });
     assert!(matches!(&outcomes[2], StreamOutcome::Appended(x) if x.stream_version == 1));
 
     assert_eq!(fold_from_log(&db.pool, a).await.1, 3);
@@ -397,7 +397,7 @@ async fn in_a_batch_append_a_conflicting_stream_fails_alone() {
     )
     .await
     .unwrap();
-    assert_eq!(wrong, [StreamOutcome::Conflict]);
+    assert_eq!(wrong, [StreamOutcome::Conflict { actual: 3 }]);
     // And the single-stream append still works beside it.
     append(
         &mut tx,

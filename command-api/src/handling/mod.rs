@@ -1,28 +1,42 @@
-//! The command loop shared by every endpoint.
+//! The command path shared by every endpoint: group commit.
 //!
-//! One transaction per attempt: claim the `Idempotency-Key` (if any) →
-//! load the stream → decide (pure domain) → append with
-//! `ExpectedVersion::Exact(loaded version)` → record the response under the
-//! key → commit. A lost optimistic race is retried (see [`retry`]) unless
-//! the client sent `If-Match`, which turns it into 412.
+//! A handler turns its request into a [`Command`] and calls [`execute`],
+//! which queues it for one of a few writers ([`writer`]). Each writer owns
+//! the streams whose id hashes to it, so two writers never race for a
+//! stream. A writer takes everything queued (up to a batch limit) and runs
+//! it in ONE transaction ([`batch`]):
+//!
+//! 1. claim the batch's `Idempotency-Key`s and look up recorded responses;
+//! 2. load every stream the batch touches in one or two round trips
+//!    (cached state checked against the log, snapshots, see
+//!    [`eventstore::Repository`]);
+//! 3. decide each command in order with the pure domain, against the state
+//!    the commands before it in the batch left (so two commands on one
+//!    stream are ordered, not conflicting); a refusal fails that command
+//!    alone;
+//! 4. append every stream's events in one statement; a stream another
+//!    process moved meanwhile fails alone, and its commands are retried in
+//!    the next batch (or answered 412 under `If-Match`);
+//! 5. record the idempotency responses and due snapshots, commit once, and
+//!    only then answer each caller.
 
-pub mod load;
+pub mod batch;
+mod job;
 pub mod reply;
-pub mod retry;
-
-use std::future::Future;
+mod staged;
+pub mod writer;
 
 use axum::http::StatusCode;
-use domain::DomainEvent;
-use eventstore::{Appended, ExpectedVersion, Metadata, NewEvent};
+use domain::Aggregate;
+use eventstore::{LoadRequest, Metadata};
 use serde::Serialize;
-use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 pub use reply::Reply;
+pub use staged::View;
 
-use crate::error::{ApiError, DbContext};
-use crate::idempotency::{self, Claim, IdempotencyRequest};
+use crate::error::ApiError;
+use crate::idempotency::IdempotencyRequest;
 use crate::state::AppState;
 
 /// Everything about a request that is not the command itself.
@@ -56,56 +70,21 @@ impl CommandContext {
     }
 }
 
-/// One attempt at running a command, handed to [`Command::attempt`].
-#[derive(Debug)]
-pub struct Attempt<'a> {
-    /// 1 for the first attempt.
-    pub number: u32,
-    context: &'a CommandContext,
+/// A stream's state as a command sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamState<S> {
+    /// The state after every event so far.
+    pub state: S,
+    /// The stream's version (0: no events).
+    pub version: i64,
 }
 
-impl Attempt<'_> {
-    /// Whether to load the target stream under its row lock (every retry does).
-    pub fn lock_stream(&self) -> bool {
-        self.number > 1
-    }
+/// A command an endpoint runs through [`execute`]: it appends to one stream
+/// of aggregate [`Command::Aggregate`] and may read others.
+pub trait Command: Send + Sync + 'static {
+    /// The aggregate whose stream the command appends to.
+    type Aggregate: Aggregate;
 
-    /// Checks `If-Match` against the loaded version of the target stream.
-    pub fn check_if_match(&self, stream_id: Uuid, loaded_version: i64) -> Result<(), ApiError> {
-        match self.context.if_match {
-            Some(expected) if expected != loaded_version => Err(ApiError::VersionMismatch {
-                stream_id,
-                expected,
-                actual: loaded_version,
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// Appends `events` to the stream expecting it still at `loaded_version`,
-    /// with the request's metadata.
-    pub async fn append<E: DomainEvent>(
-        &self,
-        conn: &mut PgConnection,
-        stream_id: Uuid,
-        loaded_version: i64,
-        events: &[E],
-    ) -> Result<Appended, ApiError> {
-        let events: Vec<NewEvent> = events.iter().map(NewEvent::from_domain).collect();
-        Ok(eventstore::append(
-            conn,
-            E::STREAM_TYPE,
-            stream_id,
-            ExpectedVersion::Exact(loaded_version),
-            &events,
-            &self.context.metadata,
-        )
-        .await?)
-    }
-}
-
-/// A command an endpoint runs through [`execute`].
-pub trait Command: Send + Sync {
     /// The success body.
     type Response: Serialize + Send;
 
@@ -115,140 +94,46 @@ pub trait Command: Send + Sync {
     /// The stream the command appends to.
     fn stream_id(&self) -> Uuid;
 
+    /// Other streams the decision reads (loaded with the batch).
+    fn reads(&self) -> Vec<LoadRequest> {
+        Vec::new()
+    }
+
     /// The `Location` of a success body (also for replays of a recorded one).
     fn location(_body: &serde_json::Value) -> Option<String> {
         None
     }
 
-    /// One attempt inside the caller's transaction: load, check `If-Match`
-    /// ([`Attempt::check_if_match`]), decide, append ([`Attempt::append`]).
-    fn attempt(
+    /// Checked before `If-Match`: e.g. 404 for a stream that must exist.
+    fn require(&self, _target: &StreamState<AggregateState<Self>>) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    /// Decides with the pure domain: the events to append to the target
+    /// stream (none: nothing changes). `view` reads the [`Command::reads`].
+    fn decide(
         &self,
-        conn: &mut PgConnection,
-        attempt: &Attempt<'_>,
-    ) -> impl Future<Output = Result<Self::Response, ApiError>> + Send;
+        target: &StreamState<AggregateState<Self>>,
+        view: &View<'_>,
+    ) -> Result<Vec<AggregateEvent<Self>>, ApiError>;
+
+    /// The success body, given the target's state after the command, its
+    /// version and the global position of its last event.
+    fn respond(&self, after: &AggregateState<Self>, version: i64, position: i64) -> Self::Response;
 }
 
-/// Runs `command`, retrying lost optimistic races up to the state's policy.
+/// The state type of a command's aggregate.
+pub type AggregateState<C> = <<C as Command>::Aggregate as Aggregate>::State;
+/// The event type of a command's aggregate.
+pub type AggregateEvent<C> = <<C as Command>::Aggregate as Aggregate>::Event;
+
+/// Runs `command` through the group-commit writer of its stream and
+/// returns its reply once its batch committed.
 #[tracing::instrument(skip_all, fields(stream_id = %command.stream_id()))]
 pub async fn execute<C: Command>(
     state: &AppState,
-    context: &CommandContext,
-    command: &C,
+    context: CommandContext,
+    command: C,
 ) -> Result<Reply, ApiError> {
-    let mut number = 1;
-    loop {
-        let attempt = Attempt { number, context };
-        match run_attempt(state, command, &attempt).await {
-            Err(error) if error.is_retryable() => {
-                if !state.retry.may_retry(number) {
-                    tracing::warn!(%error, attempts = number, "giving up after repeated conflicts");
-                    return Err(ApiError::RetriesExhausted {
-                        stream_id: command.stream_id(),
-                        attempts: number,
-                    });
-                }
-                let pause = state.retry.backoff(number);
-                tracing::debug!(%error, attempt = number, ?pause, "conflict; retrying");
-                tokio::time::sleep(pause).await;
-                number += 1;
-            }
-            outcome => return outcome,
-        }
-    }
-}
-
-/// One transaction: idempotency claim, the command, the record, the commit.
-async fn run_attempt<C: Command>(
-    state: &AppState,
-    command: &C,
-    attempt: &Attempt<'_>,
-) -> Result<Reply, ApiError> {
-    let mut tx = state
-        .pool
-        .begin()
-        .await
-        .during(|| "starting a transaction".into())?;
-    let Some(request) = &attempt.context.idempotency else {
-        let response = run_command(command, &mut tx, attempt).await?;
-        tx.commit()
-            .await
-            .during(|| "committing the command".into())?;
-        return Ok(Reply::success::<C>(to_json(&response)?));
-    };
-
-    match idempotency::claim(&mut tx, &request.key).await? {
-        Claim::InFlight => return Err(ApiError::IdempotencyKeyInFlight),
-        Claim::Recorded(stored) if stored.request_hash != request.fingerprint => {
-            return Err(ApiError::IdempotencyKeyReused)
-        }
-        Claim::Recorded(stored) => {
-            tracing::debug!(
-                status = stored.response_status,
-                "replaying a recorded response"
-            );
-            return Ok(Reply::replay::<C>(stored.status(), stored.response_body));
-        }
-        Claim::Fresh => {}
-    }
-
-    // The command runs in a savepoint, so a refusal can be rolled back and
-    // still be recorded under the key in the same transaction.
-    let mut savepoint = Connection::begin(&mut *tx)
-        .await
-        .during(|| "starting a savepoint".into())?;
-    let (status, body) = match run_command(command, &mut savepoint, attempt).await {
-        Ok(response) => {
-            savepoint
-                .commit()
-                .await
-                .during(|| "releasing the savepoint".into())?;
-            (C::SUCCESS, to_json(&response)?)
-        }
-        Err(error) if error.is_recordable() => {
-            savepoint
-                .rollback()
-                .await
-                .during(|| "rolling back the savepoint".into())?;
-            tracing::debug!(%error, "command refused; recording the refusal");
-            let problem = error.problem();
-            (problem.status_code(), to_json(&problem)?)
-        }
-        Err(error) => return Err(error),
-    };
-    let stored = idempotency::record(&mut tx, request, status, &body).await?;
-    tx.commit()
-        .await
-        .during(|| "committing the command".into())?;
-    Ok(if status == C::SUCCESS {
-        Reply::success::<C>(stored)
-    } else {
-        Reply::problem(status, stored)
-    })
-}
-
-/// Runs one attempt of the command; a lost race under `If-Match` is 412.
-async fn run_command<C: Command>(
-    command: &C,
-    conn: &mut PgConnection,
-    attempt: &Attempt<'_>,
-) -> Result<C::Response, ApiError> {
-    command
-        .attempt(conn, attempt)
-        .await
-        .map_err(|error| match (error, attempt.context.if_match) {
-            (ApiError::Conflict { stream_id, actual }, Some(expected)) => {
-                ApiError::VersionMismatch {
-                    stream_id,
-                    expected,
-                    actual,
-                }
-            }
-            (error, _) => error,
-        })
-}
-
-fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, ApiError> {
-    serde_json::to_value(value)
-        .map_err(|error| ApiError::Internal(format!("serializing a response: {error}")))
+    state.writers.submit(command, context).await
 }

@@ -7,16 +7,17 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, Utc};
-use domain::order::{self, OrderCommand, OrderEvent, OrderStatus, RequestedLine, MAX_LINES};
-use domain::product::{self, ProductEvent};
+use domain::aggregate::{Order, Product};
+use domain::order::{
+    self, OrderCommand, OrderEvent, OrderState, OrderStatus, RequestedLine, MAX_LINES,
+};
+use eventstore::LoadRequest;
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::extract::{CommandHeaders, JsonBody};
-use crate::handling::load::load;
-use crate::handling::{execute, Attempt, Command, Reply};
+use crate::handling::{execute, Command, Reply, StreamState, View};
 use crate::state::AppState;
 
 pub mod cancel;
@@ -96,7 +97,7 @@ async fn place(
         payment_token: request.payment.token,
         placed_at: Utc::now(),
     };
-    execute(&state, &headers.into_context(&body.raw), &command).await
+    execute(&state, headers.into_context(&body.raw), command).await
 }
 
 /// Places a new order priced from the product streams.
@@ -109,6 +110,7 @@ struct PlaceOrder {
 }
 
 impl Command for PlaceOrder {
+    type Aggregate = Order;
     type Response = OrderPlaced;
     const SUCCESS: StatusCode = StatusCode::CREATED;
 
@@ -116,27 +118,35 @@ impl Command for PlaceOrder {
         self.order_id
     }
 
+    /// The product of each line, for its catalog price. An order with too
+    /// many lines is refused by the domain before any price is needed.
+    fn reads(&self) -> Vec<LoadRequest> {
+        if self.lines.len() > MAX_LINES {
+            return Vec::new();
+        }
+        self.lines
+            .iter()
+            .map(|line| LoadRequest::of::<Product>(line.product_id))
+            .collect()
+    }
+
     fn location(body: &serde_json::Value) -> Option<String> {
         let id = body.get("order_id")?.as_str()?;
         Some(format!("/orders/{id}"))
     }
 
-    async fn attempt(
+    fn decide(
         &self,
-        conn: &mut PgConnection,
-        attempt: &Attempt<'_>,
-    ) -> Result<OrderPlaced, ApiError> {
-        let loaded = load(conn, self.order_id, attempt.lock_stream(), order::evolve).await?;
-        attempt.check_if_match(self.order_id, loaded.version)?;
-        // An order with too many lines is refused by the domain before any
-        // price is needed: don't read a product stream per line for it.
+        target: &StreamState<OrderState>,
+        view: &View<'_>,
+    ) -> Result<Vec<OrderEvent>, ApiError> {
         let prices = if self.lines.len() <= MAX_LINES {
-            catalog_prices(conn, &self.lines).await?
+            catalog_prices(view, &self.lines)?
         } else {
             HashMap::new()
         };
-        let events = order::decide(
-            &loaded.state,
+        Ok(order::decide(
+            &target.state,
             OrderCommand::Place {
                 user_id: self.user_id.clone(),
                 lines: self.lines.clone(),
@@ -144,25 +154,23 @@ impl Command for PlaceOrder {
                 prices,
                 placed_at: self.placed_at,
             },
-        )?;
-        let appended = attempt
-            .append::<OrderEvent>(conn, self.order_id, loaded.version, &events)
-            .await?;
-        let state = events.iter().fold(loaded.state, order::evolve);
-        Ok(OrderPlaced {
+        )?)
+    }
+
+    fn respond(&self, after: &OrderState, version: i64, position: i64) -> OrderPlaced {
+        OrderPlaced {
             order_id: self.order_id,
-            version: appended.stream_version,
-            position: appended.last_position,
-            status: state.status().unwrap_or(OrderStatus::Pending),
-        })
+            version,
+            position,
+            status: after.status().unwrap_or(OrderStatus::Pending),
+        }
     }
 }
 
 /// Current catalog price of each registered product among `lines`; products
 /// that do not exist (or ids of other kinds of streams) are left out.
-#[tracing::instrument(skip_all, fields(lines = lines.len()))]
-async fn catalog_prices(
-    conn: &mut PgConnection,
+fn catalog_prices(
+    view: &View<'_>,
     lines: &[RequestedLine],
 ) -> Result<HashMap<Uuid, i64>, ApiError> {
     let mut prices = HashMap::with_capacity(lines.len());
@@ -170,12 +178,11 @@ async fn catalog_prices(
         if prices.contains_key(&line.product_id) {
             continue;
         }
-        let loaded =
-            match load::<ProductEvent, _>(conn, line.product_id, false, product::evolve).await {
-                Ok(loaded) => loaded,
-                Err(ApiError::ForeignStream { .. }) => continue,
-                Err(error) => return Err(error),
-            };
+        let loaded = match view.load::<Product>(line.product_id) {
+            Ok(loaded) => loaded,
+            Err(ApiError::ForeignStream { .. }) => continue,
+            Err(error) => return Err(error),
+        };
         if let Some(price) = loaded.state.price_cents() {
             prices.insert(line.product_id, price);
         }

@@ -4,15 +4,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
-use domain::product::{self, ProductCommand, ProductEvent};
+use domain::aggregate::Product;
+use domain::product::{self, ProductCommand, ProductEvent, ProductState};
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::extract::{ApiPath, CommandHeaders, JsonBody};
-use crate::handling::load::load;
-use crate::handling::{execute, Attempt, Command, Reply};
+use crate::handling::{execute, Command, Reply, StreamState, View};
 use crate::state::AppState;
 
 /// The product routes.
@@ -71,7 +70,7 @@ async fn register(
         price_cents: request.price_cents,
         initial_stock: request.initial_stock,
     };
-    execute(&state, &headers.into_context(&body.raw), &command).await
+    execute(&state, headers.into_context(&body.raw), command).await
 }
 
 #[tracing::instrument(skip(state, headers, body))]
@@ -85,7 +84,16 @@ async fn restock(
         product_id,
         quantity: body.value.quantity,
     };
-    execute(&state, &headers.into_context(&body.raw), &command).await
+    execute(&state, headers.into_context(&body.raw), command).await
+}
+
+/// The success body of both product commands.
+fn written(product_id: Uuid, version: i64, position: i64) -> ProductWritten {
+    ProductWritten {
+        product_id,
+        version,
+        position,
+    }
 }
 
 /// Registers a new product.
@@ -97,6 +105,7 @@ struct RegisterProduct {
 }
 
 impl Command for RegisterProduct {
+    type Aggregate = Product;
     type Response = ProductWritten;
     const SUCCESS: StatusCode = StatusCode::CREATED;
 
@@ -109,35 +118,23 @@ impl Command for RegisterProduct {
         Some(format!("/products/{id}"))
     }
 
-    async fn attempt(
+    fn decide(
         &self,
-        conn: &mut PgConnection,
-        attempt: &Attempt<'_>,
-    ) -> Result<ProductWritten, ApiError> {
-        let loaded = load(
-            conn,
-            self.product_id,
-            attempt.lock_stream(),
-            product::evolve,
-        )
-        .await?;
-        attempt.check_if_match(self.product_id, loaded.version)?;
-        let events = product::decide(
-            &loaded.state,
+        target: &StreamState<ProductState>,
+        _view: &View<'_>,
+    ) -> Result<Vec<ProductEvent>, ApiError> {
+        Ok(product::decide(
+            &target.state,
             ProductCommand::Register {
                 name: self.name.clone(),
                 price_cents: self.price_cents,
                 initial_stock: self.initial_stock,
             },
-        )?;
-        let appended = attempt
-            .append::<ProductEvent>(conn, self.product_id, loaded.version, &events)
-            .await?;
-        Ok(ProductWritten {
-            product_id: self.product_id,
-            version: appended.stream_version,
-            position: appended.last_position,
-        })
+        )?)
+    }
+
+    fn respond(&self, _after: &ProductState, version: i64, position: i64) -> ProductWritten {
+        written(self.product_id, version, position)
     }
 }
 
@@ -148,6 +145,7 @@ struct Restock {
 }
 
 impl Command for Restock {
+    type Aggregate = Product;
     type Response = ProductWritten;
     const SUCCESS: StatusCode = StatusCode::OK;
 
@@ -155,43 +153,31 @@ impl Command for Restock {
         self.product_id
     }
 
-    async fn attempt(
-        &self,
-        conn: &mut PgConnection,
-        attempt: &Attempt<'_>,
-    ) -> Result<ProductWritten, ApiError> {
-        let not_found = ApiError::NotFound {
-            kind: "product",
-            id: self.product_id,
-        };
-        let loaded = match load(
-            conn,
-            self.product_id,
-            attempt.lock_stream(),
-            product::evolve,
-        )
-        .await
-        {
-            Err(ApiError::ForeignStream { .. }) => return Err(not_found),
-            other => other?,
-        };
-        if !loaded.state.is_registered() {
-            return Err(not_found);
+    fn require(&self, target: &StreamState<ProductState>) -> Result<(), ApiError> {
+        if target.state.is_registered() {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound {
+                kind: "product",
+                id: self.product_id,
+            })
         }
-        attempt.check_if_match(self.product_id, loaded.version)?;
-        let events = product::decide(
-            &loaded.state,
+    }
+
+    fn decide(
+        &self,
+        target: &StreamState<ProductState>,
+        _view: &View<'_>,
+    ) -> Result<Vec<ProductEvent>, ApiError> {
+        Ok(product::decide(
+            &target.state,
             ProductCommand::Restock {
                 quantity: self.quantity,
             },
-        )?;
-        let appended = attempt
-            .append::<ProductEvent>(conn, self.product_id, loaded.version, &events)
-            .await?;
-        Ok(ProductWritten {
-            product_id: self.product_id,
-            version: appended.stream_version,
-            position: appended.last_position,
-        })
+        )?)
+    }
+
+    fn respond(&self, _after: &ProductState, version: i64, position: i64) -> ProductWritten {
+        written(self.product_id, version, position)
     }
 }

@@ -32,13 +32,19 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the app over `pool` (e.g. one that goes through a `TcpProxy`).
 pub async fn spawn_app_with_pool(db: TestDatabase, pool: PgPool) -> TestApp {
+    let state = AppState::new(pool);
+    spawn_app_with_state(db, state).await
+}
+
+/// Starts the app with `state` (e.g. with other writer settings).
+pub async fn spawn_app_with_state(db: TestDatabase, state: AppState) -> TestApp {
     testkit::init_logging();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind app");
     let address = listener.local_addr().expect("app address");
     let shutdown = CancellationToken::new();
-    let app = command_api::router(AppState::new(pool));
+    let app = command_api::router(state);
     tokio::spawn(platform::http::serve(listener, app, shutdown.clone()));
     TestApp {
         address,

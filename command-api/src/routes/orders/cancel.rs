@@ -11,23 +11,23 @@
 //! 200 with the stream as it is: its current `version` and the global
 //! `position` of its last event, so `?min_version=` reads keep working.
 //!
-//! The payment stream is read without its lock: a capture recorded after
-//! that read but before the cancellation commits leaves a cancelled order
-//! with a captured payment, which the saga refunds, exactly as it does for
-//! a capture that arrives after a payment deadline.
+//! The payment stream is read, not written: a capture recorded after that
+//! read but before the cancellation commits leaves a cancelled order with a
+//! captured payment, which the saga refunds, exactly as it does for a
+//! capture that arrives after a payment deadline.
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use domain::order::{self, OrderCommand, OrderEvent, OrderStatus};
-use domain::payment::{self, payment_id_for, PaymentEvent, PaymentStatus};
+use domain::aggregate::{Order, Payment};
+use domain::order::{self, OrderCommand, OrderEvent, OrderState, OrderStatus};
+use domain::payment::{payment_id_for, PaymentStatus};
+use eventstore::LoadRequest;
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::extract::{ApiPath, CommandHeaders, NoBody};
-use crate::handling::load::load;
-use crate::handling::{execute, Attempt, Command, Reply};
+use crate::handling::{execute, Command, Reply, StreamState, View};
 use crate::state::AppState;
 
 /// The reason recorded on an order its user cancelled.
@@ -56,7 +56,7 @@ pub(super) async fn cancel(
     _body: NoBody,
 ) -> Result<Reply, ApiError> {
     let context = headers.into_context(NoBody::FINGERPRINT_BODY);
-    execute(&state, &context, &CancelOrder { order_id }).await
+    execute(&state, context, CancelOrder { order_id }).await
 }
 
 /// Cancels an order on behalf of its user.
@@ -65,6 +65,7 @@ struct CancelOrder {
 }
 
 impl Command for CancelOrder {
+    type Aggregate = Order;
     type Response = CancelledOrder;
     const SUCCESS: StatusCode = StatusCode::OK;
 
@@ -72,54 +73,45 @@ impl Command for CancelOrder {
         self.order_id
     }
 
-    async fn attempt(
-        &self,
-        conn: &mut PgConnection,
-        attempt: &Attempt<'_>,
-    ) -> Result<CancelledOrder, ApiError> {
-        let not_found = ApiError::NotFound {
-            kind: "order",
-            id: self.order_id,
-        };
-        let loaded = match load(conn, self.order_id, attempt.lock_stream(), order::evolve).await {
-            Err(ApiError::ForeignStream { .. }) => return Err(not_found),
-            other => other?,
-        };
-        if loaded.state.order().is_none() {
-            return Err(not_found);
+    fn reads(&self) -> Vec<LoadRequest> {
+        vec![LoadRequest::of::<Payment>(payment_id_for(self.order_id))]
+    }
+
+    fn require(&self, target: &StreamState<OrderState>) -> Result<(), ApiError> {
+        match target.state.order() {
+            Some(_) => Ok(()),
+            None => Err(ApiError::NotFound {
+                kind: "order",
+                id: self.order_id,
+            }),
         }
-        attempt.check_if_match(self.order_id, loaded.version)?;
-        let events = order::decide(
-            &loaded.state,
+    }
+
+    fn decide(
+        &self,
+        target: &StreamState<OrderState>,
+        view: &View<'_>,
+    ) -> Result<Vec<OrderEvent>, ApiError> {
+        let payment = view.load::<Payment>(payment_id_for(self.order_id))?;
+        let payment_captured = matches!(
+            payment.state.payment().map(|payment| payment.status),
+            Some(PaymentStatus::Captured | PaymentStatus::Refunded)
+        );
+        Ok(order::decide(
+            &target.state,
             OrderCommand::Cancel {
                 reason: USER_CANCEL_REASON.to_owned(),
-                payment_captured: payment_captured(conn, self.order_id).await?,
+                payment_captured,
             },
-        )?;
-        let (version, position) = if events.is_empty() {
-            (loaded.version, loaded.position)
-        } else {
-            let appended = attempt
-                .append::<OrderEvent>(conn, self.order_id, loaded.version, &events)
-                .await?;
-            (appended.stream_version, appended.last_position)
-        };
-        let state = events.iter().fold(loaded.state, order::evolve);
-        Ok(CancelledOrder {
+        )?)
+    }
+
+    fn respond(&self, after: &OrderState, version: i64, position: i64) -> CancelledOrder {
+        CancelledOrder {
             order_id: self.order_id,
             version,
             position,
-            status: state.status().unwrap_or(OrderStatus::Cancelled),
-        })
+            status: after.status().unwrap_or(OrderStatus::Cancelled),
+        }
     }
-}
-
-/// Whether the order's payment has been captured (or captured and refunded).
-async fn payment_captured(conn: &mut PgConnection, order_id: Uuid) -> Result<bool, ApiError> {
-    let payment_id = payment_id_for(order_id);
-    let loaded = load::<PaymentEvent, _>(conn, payment_id, false, payment::evolve).await?;
-    Ok(matches!(
-        loaded.state.payment().map(|payment| payment.status),
-        Some(PaymentStatus::Captured | PaymentStatus::Refunded)
-    ))
 }
