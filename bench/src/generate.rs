@@ -9,7 +9,7 @@
 //! wave the order streams are written before the payments and the products;
 //! each stream's own order is the real one. Most orders are paid and
 //! confirmed, some are declined and cancelled (stock released); one product is
-//! "hot" and takes part in [`LogSpec::hot_share`] of the orders, so its stream
+//! "hot": its stream holds [`LogSpec::hot_stream_share`] of the log's events, so it
 //! grows with the log like a popular product's does.
 
 use std::collections::HashMap;
@@ -31,7 +31,10 @@ use uuid::Uuid;
 /// Orders committed per transaction.
 const WAVE: usize = 250;
 /// Concurrent generating transactions (each with its own cold products).
-const WORKERS: usize = 2;
+const WORKERS: usize = 3;
+/// Share of the hot product's events among those of an order that has it
+/// (order 3 + payment 2 + hot product 2 + about one other line of 2, over 8).
+const HOT_EVENTS_PER_HOT_ORDER: f64 = 2.0 / 8.0;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -40,8 +43,8 @@ pub struct LogSpec {
     pub events: usize,
     /// Products in the catalog besides the hot one.
     pub products: usize,
-    /// Share of orders with a line for the hot product.
-    pub hot_share: f64,
+    /// Share of the log's events that are in the hot product's stream.
+    pub hot_stream_share: f64,
     /// Share of orders whose payment is declined.
     pub declined_share: f64,
 }
@@ -53,7 +56,7 @@ impl LogSpec {
             events,
             // Small logs get fewer products, so most of their events are orders'.
             products: (events / 20).clamp(10, 1000),
-            hot_share: 0.4,
+            hot_stream_share: 0.1,
             declined_share: 0.05,
         }
     }
@@ -115,8 +118,8 @@ struct Writer {
     products: HashMap<Uuid, (<Product as Aggregate>::State, i64)>,
     hot: Option<Uuid>,
     cold: Vec<Uuid>,
-    /// Share of this writer's orders that include the hot product.
-    hot_share: f64,
+    /// Whether this writer owns the hot product (then every order of it has a line for it).
+    owns_hot: bool,
     events: usize,
     target: usize,
     orders: Vec<Uuid>,
@@ -131,27 +134,29 @@ struct Planned {
 
 impl Writer {
     fn new(worker: usize, spec: &LogSpec) -> Self {
-        // The hot product belongs to worker 0, which takes all its orders.
-        let hot_share = if worker == 0 {
-            (spec.hot_share * WORKERS as f64).min(1.0)
+        // Worker 0 owns the hot product and puts it in each of its orders;
+        // its share of the log is what makes the hot stream as long as asked.
+        let hot_worker_share = (spec.hot_stream_share / HOT_EVENTS_PER_HOT_ORDER).min(1.0);
+        let share = if worker == 0 {
+            hot_worker_share
         } else {
-            0.0
+            (1.0 - hot_worker_share) / (WORKERS - 1) as f64
         };
         Self {
             rng: StdRng::seed_from_u64(worker as u64 + 1),
             products: HashMap::new(),
             hot: None,
             cold: Vec::new(),
-            hot_share,
+            owns_hot: worker == 0,
             events: 0,
-            target: spec.events.div_ceil(WORKERS),
+            target: (spec.events as f64 * share).ceil() as usize,
             orders: Vec::new(),
         }
     }
 
     async fn run(&mut self, pool: &PgPool, spec: &LogSpec) -> anyhow::Result<()> {
         let mut tx = pool.begin().await?;
-        if self.hot_share > 0.0 {
+        if self.owns_hot {
             self.hot = Some(self.register(&mut tx, "Hot product").await?);
         }
         for n in 0..spec.products.div_ceil(WORKERS) {
@@ -172,7 +177,7 @@ impl Writer {
 
     fn plan(&mut self, spec: &LogSpec) -> Planned {
         let mut lines = Vec::new();
-        if let Some(hot) = self.hot.filter(|_| self.rng.gen_bool(self.hot_share)) {
+        if let Some(hot) = self.hot {
             lines.push((hot, 1));
         }
         let wanted = self.rng.gen_range(1..=2);
