@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use platform::db::DbConfig;
 use platform::telemetry::TelemetryConfig;
 
+use crate::handling::writer::WriterSettings;
+
 /// Default listen address of the command API.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 
@@ -31,6 +33,26 @@ pub struct Config {
     /// Do not apply pending database migrations at start-up (they are applied by default).
     #[arg(long, env = "COMMAND_API_SKIP_MIGRATIONS")]
     pub skip_migrations: bool,
+
+    /// Group-commit writers: each runs one transaction at a time for the
+    /// streams that hash to it (keep it below `--db-max-connections`).
+    #[arg(long, env = "COMMAND_API_WRITERS", default_value_t = WriterSettings::default().writers)]
+    pub writers: usize,
+
+    /// Most commands one writer puts in one transaction.
+    #[arg(long, env = "COMMAND_API_MAX_BATCH", default_value_t = WriterSettings::default().max_batch)]
+    pub max_batch: usize,
+}
+
+impl Config {
+    /// The group-commit settings.
+    pub fn writer_settings(&self) -> WriterSettings {
+        WriterSettings {
+            writers: self.writers.max(1),
+            max_batch: self.max_batch.max(1),
+            ..WriterSettings::default()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -58,6 +80,7 @@ mod tests {
         ])
         .expect("flags parse");
         assert_eq!(config.bind.port(), 9999);
+        assert_eq!(config.writer_settings(), WriterSettings::default());
         assert!(config.skip_migrations);
         assert_eq!(config.db.acquire_timeout_ms, 500);
     }

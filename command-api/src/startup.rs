@@ -37,9 +37,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let listener = TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;
-    platform::http::serve(listener, router(AppState::new(pool.clone())), shutdown)
-        .await
-        .context("serving HTTP")?;
+    platform::http::serve(
+        listener,
+        router(AppState::with_settings(
+            pool.clone(),
+            config.writer_settings(),
+        )),
+        shutdown,
+    )
+    .await
+    .context("serving HTTP")?;
     pool.close().await;
     Ok(())
 }
