@@ -90,6 +90,20 @@ pub struct WorkerConfig {
     /// How often the effect runner looks for due calls and deadlines (ms).
     #[arg(long, env = "SAGA_TICK_MS", default_value_t = 250)]
     pub tick_ms: u64,
+    /// Lanes of the consumer: orders handled concurrently (each order's
+    /// events in order, in one lane).
+    #[arg(long, env = "SAGA_LANES", default_value_t = ConsumerSettings::default().lanes)]
+    pub lanes: usize,
+    /// Queued events a lane handles in one transaction at most.
+    #[arg(long, env = "SAGA_BATCH_SIZE", default_value_t = ConsumerSettings::default().batch_size)]
+    pub batch_size: usize,
+}
+
+/// Connections the worker's pool needs at least: one per lane, and a few
+/// for the effect runner and the dead-letter checks.
+pub fn pool_size(configured: u32, settings: &ConsumerSettings) -> u32 {
+    let lanes = u32::try_from(settings.lanes).unwrap_or(u32::MAX);
+    configured.max(lanes.saturating_add(4))
 }
 
 impl WorkerConfig {
@@ -108,6 +122,8 @@ impl WorkerConfig {
         ConsumerSettings {
             group_id: self.group_id.clone(),
             max_attempts: self.dead_letter_after,
+            lanes: self.lanes,
+            batch_size: self.batch_size,
             ..ConsumerSettings::default()
         }
     }
@@ -137,6 +153,22 @@ mod tests {
             chrono::Duration::seconds(30)
         );
         assert_eq!(cli.run.consumer_settings().max_attempts, 5);
+        assert_eq!(cli.run.consumer_settings().lanes, 8);
+        let cli =
+            Cli::try_parse_from(["saga-worker", "--lanes", "2", "--batch-size", "4"]).unwrap();
+        let settings = cli.run.consumer_settings();
+        assert_eq!((settings.lanes, settings.batch_size), (2, 4));
+        assert_eq!(pool_size(10, &settings), 10);
+        assert_eq!(
+            pool_size(
+                10,
+                &ConsumerSettings {
+                    lanes: 16,
+                    ..settings
+                }
+            ),
+            20
+        );
         let cli = Cli::try_parse_from(["saga-worker", "dead-letters", "redrive", "--all"]).unwrap();
         assert!(matches!(
             cli.command,

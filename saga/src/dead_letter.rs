@@ -8,6 +8,7 @@
 //! #N`), so the saga never sees an order's events out of order. Re-driving
 //! processes parked letters oldest first, which replays them in order.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use platform::kafka::KafkaConfig;
@@ -165,6 +166,19 @@ impl DeadLetters {
         .bind(order_id)
         .fetch_one(&self.pool)
         .await
+    }
+
+    /// Which of `order_ids` have a parked dead letter (their events wait
+    /// behind it); one query for a whole batch.
+    pub async fn blocked(&self, order_ids: &[Uuid]) -> Result<HashSet<Uuid>, sqlx::Error> {
+        let blocked: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT DISTINCT order_id FROM saga.dead_letters
+             WHERE order_id = ANY($1) AND status = 'parked'",
+        )
+        .bind(order_ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(blocked.into_iter().collect())
     }
 }
 

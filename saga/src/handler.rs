@@ -1,10 +1,13 @@
 //! One event in, one transaction out: dedup by event id, the saga's
 //! reaction, its actions appended, the saga row saved — all or nothing.
+//! Or several events in one transaction ([`Handler::handle_batch`]), each
+//! deduped and applied in turn, committed together up to the first failure.
 
 use chrono::{DateTime, Utc};
 use domain::saga::{OrderSaga, SagaInput, SagaPolicy};
 use eventstore::EventEnvelope;
 use sqlx::{PgConnection, PgPool};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::execute::{advance, Cause, ExecuteError};
@@ -28,6 +31,16 @@ pub enum Handled {
         /// Whether the effect runner has work for this saga now.
         effect_due: bool,
     },
+}
+
+/// What handling a batch in one transaction did.
+#[derive(Debug)]
+pub struct BatchHandled {
+    /// What each event committed did, in order: a prefix of the batch.
+    pub handled: Vec<Handled>,
+    /// Why the event after that prefix failed (it and the rest of the
+    /// batch were not committed); `None` if the whole batch was.
+    pub failed: Option<HandlerError>,
 }
 
 /// Why an event could not be handled.
@@ -86,14 +99,71 @@ impl Handler {
     }
 
     /// Handles one event exactly once, retrying lost optimistic races.
-    #[tracing::instrument(skip_all, fields(
-        event_id = %event.event_id,
-        event_type = %event.event_type,
-        correlation_id = %event.metadata.correlation_id,
-        causation_id = %event.metadata.causation_id,
-        trace_id = eventstore::trace::trace_id(event.metadata.traceparent.as_deref()).unwrap_or(""),
-    ))]
     pub async fn handle(&self, event: &EventEnvelope) -> Result<Handled, HandlerError> {
+        self.handle_retrying(event)
+            .instrument(event_span(event))
+            .await
+    }
+
+    /// Handles `events` in order in one transaction, each exactly once.
+    /// Stops at the first that fails: the events before it are committed
+    /// (`handled`), it and the rest are not (`failed`). No retries: the
+    /// caller handles the failed one alone. `Err` if nothing was committed
+    /// because the transaction itself failed.
+    pub async fn handle_batch(
+        &self,
+        events: &[&EventEnvelope],
+    ) -> Result<BatchHandled, HandlerError> {
+        let routed: Vec<_> = events.iter().map(|event| route(event)).collect();
+        let inputs = routed
+            .iter()
+            .filter_map(|r| r.as_ref().ok().and_then(Option::as_ref));
+        let orders: Vec<Uuid> = inputs.clone().map(|(order_id, _)| *order_id).collect();
+        let products: Vec<Uuid> = inputs
+            .flat_map(|(_, input)| placed_products(input))
+            .collect();
+        let mut tx = self.pool.begin().await?;
+        let mut held = store::lock_sagas(&mut tx, &orders).await?;
+        held.extend(products);
+        store::lock_products(&mut tx, &held).await?;
+        let mut handled = Vec::with_capacity(events.len());
+        let mut failed = None;
+        for (index, (event, routed)) in events.iter().zip(routed).enumerate() {
+            if index > 0 {
+                sqlx::query("SAVEPOINT saga_event")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let outcome = async {
+                match routed? {
+                    Some((order_id, input)) => {
+                        self.handle_in(&mut tx, event, order_id, input).await
+                    }
+                    None => Ok(Handled::Ignored),
+                }
+            }
+            .instrument(event_span(event))
+            .await;
+            match outcome {
+                Ok(outcome) => handled.push(outcome),
+                Err(error) => {
+                    if index > 0 {
+                        sqlx::query("ROLLBACK TO SAVEPOINT saga_event")
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    failed = Some(error);
+                    break;
+                }
+            }
+        }
+        if !handled.is_empty() {
+            tx.commit().await?;
+        }
+        Ok(BatchHandled { handled, failed })
+    }
+
+    async fn handle_retrying(&self, event: &EventEnvelope) -> Result<Handled, HandlerError> {
         let Some((order_id, input)) = route(event)? else {
             return Ok(Handled::Ignored);
         };
@@ -118,13 +188,27 @@ impl Handler {
         input: SagaInput,
     ) -> Result<Handled, HandlerError> {
         let mut tx = self.pool.begin().await?;
-        if !store::mark_processed(&mut tx, event.event_id).await? {
+        let handled = self.handle_in(&mut tx, event, order_id, input).await?;
+        if handled != Handled::Duplicate {
+            tx.commit().await?;
+        }
+        Ok(handled)
+    }
+
+    /// Dedups `event` and applies it, in the caller's transaction.
+    async fn handle_in(
+        &self,
+        conn: &mut PgConnection,
+        event: &EventEnvelope,
+        order_id: Uuid,
+        input: SagaInput,
+    ) -> Result<Handled, HandlerError> {
+        if !store::mark_processed(conn, event.event_id).await? {
             tracing::debug!("already processed; skipping");
             return Ok(Handled::Duplicate);
         }
         let cause = Cause::of(event);
-        let effect_due = apply(&mut tx, order_id, input, &cause, Utc::now(), &self.policy).await?;
-        tx.commit().await?;
+        let effect_due = apply(conn, order_id, input, &cause, Utc::now(), &self.policy).await?;
         Ok(Handled::Applied {
             order_id,
             effect_due,
@@ -132,7 +216,29 @@ impl Handler {
     }
 }
 
-/// Locks the saga of `order_id`, feeds it `input`, runs the actions and
+/// The products an order being placed will reserve.
+fn placed_products(input: &SagaInput) -> impl Iterator<Item = Uuid> + '_ {
+    let lines = match input {
+        SagaInput::OrderPlaced { lines, .. } => lines.as_slice(),
+        _ => &[],
+    };
+    lines.iter().map(|line| line.product_id)
+}
+
+/// The span of handling one event, with its ids and trace.
+fn event_span(event: &EventEnvelope) -> tracing::Span {
+    tracing::info_span!(
+        "handle",
+        event_id = %event.event_id,
+        event_type = %event.event_type,
+        correlation_id = %event.metadata.correlation_id,
+        causation_id = %event.metadata.causation_id,
+        trace_id = eventstore::trace::trace_id(event.metadata.traceparent.as_deref()).unwrap_or(""),
+    )
+}
+
+/// Locks the saga of `order_id` (and then the products it may write to,
+/// see [`store::lock_products`]), feeds it `input`, runs the actions and
 /// saves it, in the caller's transaction. Returns whether a provider call
 /// is due now.
 pub async fn apply(
@@ -144,6 +250,11 @@ pub async fn apply(
     policy: &SagaPolicy,
 ) -> Result<bool, HandlerError> {
     let row = store::lock(conn, order_id).await?;
+    let products: Vec<Uuid> = (row.iter().flat_map(|r| &r.saga.lines))
+        .map(|line| line.product_id)
+        .chain(placed_products(&input))
+        .collect();
+    store::lock_products(conn, &products).await?;
     let before = row.as_ref().map(|r| r.saga.clone());
     let (saga, appended) =
         advance(conn, before.clone(), order_id, input, cause, now, policy).await?;

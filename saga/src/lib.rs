@@ -5,7 +5,8 @@
 //!   through the same append path as the command API ([`execute`]);
 //! - [`effects`]: the provider calls the saga asks for, run outside any
 //!   transaction, with deadlines kept in the database;
-//! - [`consumer`]: the Kafka loop with retries and the dead-letter queue;
+//! - [`consumer`]: the Kafka loop, spreading orders over concurrent
+//!   [`lane`]s that commit in batches, storing offsets as [`offsets`] allows;
 //! - [`dead_letter`]: parking, listing and re-driving dead letters.
 
 #![warn(missing_docs)]
@@ -16,6 +17,8 @@ pub mod dead_letter;
 pub mod effects;
 pub mod execute;
 pub mod handler;
+pub mod lane;
+pub mod offsets;
 pub mod routing;
 pub mod store;
 
@@ -30,7 +33,10 @@ pub use handler::{Handler, HandlerError};
 /// Runs the saga worker until `shutdown`: the Kafka consumer and the
 /// effect runner side by side.
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let pool = platform::db::connect_lazy(&config.db).context("invalid database URL")?;
+    let settings = config.consumer_settings();
+    let mut db = config.db.clone();
+    db.max_connections = config::pool_size(db.max_connections, &settings);
+    let pool = platform::db::connect_lazy(&db).context("invalid database URL")?;
     if !config.kafka.ensure_topics_when_available(&shutdown).await {
         return Ok(());
     }
@@ -44,14 +50,8 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         config.effect_settings(),
     );
     let wake = runner.waker();
-    let consumer = consumer::SagaConsumer::new(
-        pool,
-        &config.kafka,
-        handler,
-        config.consumer_settings(),
-        wake,
-    )
-    .context("creating the Kafka consumer")?;
+    let consumer = consumer::SagaConsumer::new(pool, &config.kafka, handler, settings, wake)
+        .context("creating the Kafka consumer")?;
     let runner_task = tokio::spawn(runner.run(shutdown.clone()));
     consumer.run(shutdown).await;
     runner_task.await.context("effect runner panicked")?;

@@ -111,3 +111,44 @@ pub async fn claim_due(
     .fetch_all(conn)
     .await
 }
+
+/// Locks the saga rows of `order_ids` in order-id order (a batch takes
+/// them all before any product) and returns the products their lines name.
+pub async fn lock_sagas(
+    conn: &mut PgConnection,
+    order_ids: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT (line->>'product_id')::uuid
+         FROM (SELECT state FROM saga.order_sagas WHERE order_id = ANY($1)
+               ORDER BY order_id FOR UPDATE) AS sagas,
+              jsonb_array_elements(sagas.state->'lines') AS line",
+    )
+    .bind(order_ids)
+    .fetch_all(conn)
+    .await
+}
+
+/// Locks the version rows of the product streams `product_ids` in id
+/// order. Every saga transaction takes its saga rows first and then, in
+/// this order, every product it may write to, so saga transactions (the
+/// consumer's lanes and the effect runner) wait for one another instead of
+/// deadlocking or losing optimistic races on a popular product. The
+/// version rows are the event store's append lock (see
+/// `eventstore::append`): while they are held, the streams cannot move on.
+pub async fn lock_products(
+    conn: &mut PgConnection,
+    product_ids: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    if product_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "SELECT stream_id FROM eventstore.streams WHERE stream_id = ANY($1)
+         ORDER BY stream_id FOR UPDATE",
+    )
+    .bind(product_ids)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

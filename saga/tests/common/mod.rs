@@ -13,6 +13,7 @@ use domain::product::{ProductEvent, ProductState};
 use domain::saga::SagaPolicy;
 use eventstore::relay::{Relay, RelayConfig};
 use eventstore::{EventEnvelope, ExpectedVersion, Metadata, NewEvent};
+use platform::db::DbConfig;
 use saga::consumer::{ConsumerSettings, SagaConsumer};
 use saga::effects::{EffectRunner, EffectSettings};
 use saga::Handler;
@@ -48,8 +49,10 @@ impl Rig {
         testkit::init_logging();
         let (db, kafka) = (TestDatabase::create().await, TestKafka::create().await);
         let shutdown = CancellationToken::new();
+        // Each process has its own pool, as in production.
+        let pool = || platform::db::connect_lazy(&DbConfig::new(&db.url)).expect("pool");
         let relay = Relay::new(
-            db.pool.clone(),
+            pool(),
             kafka.config.clone(),
             RelayConfig {
                 poll_interval_ms: 100,
@@ -60,7 +63,7 @@ impl Rig {
         let stop = shutdown.clone();
         tokio::spawn(async move { relay.run(stop).await });
         let gateway = payment_gateway::router(payment_gateway::AppState::new(
-            db.pool.clone(),
+            pool(),
             payment_gateway::Behaviour {
                 latency: Duration::ZERO,
                 failure_rate: 0.0,
@@ -92,7 +95,9 @@ impl Rig {
     /// Starts a saga worker (consumer and effect runner); stop it by
     /// cancelling the returned token, or abort its task to crash it.
     pub fn start_worker(&self, settings: ConsumerSettings) -> Worker {
-        let pool = self.db.pool.clone();
+        let mut db = DbConfig::new(&self.db.url);
+        db.max_connections = saga::config::pool_size(db.max_connections, &settings);
+        let pool = platform::db::connect_lazy(&db).expect("pool");
         let handler = Arc::new(Handler::new(pool.clone(), policy()));
         let mut provider = payment_client::ProviderConfig::new(self.gateway_url.clone());
         provider.backoff_base_ms = 20;
@@ -169,6 +174,15 @@ impl Rig {
                 .await
                 .unwrap();
             (left == 0).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until `count` sagas have started (their `OrderPlaced` is handled).
+    pub async fn started(&self, count: usize) {
+        testkit::eventually("every saga has started", WAIT, || async {
+            let started = self.count("SELECT count(*) FROM saga.order_sagas").await;
+            (started as usize >= count).then_some(())
         })
         .await;
     }
