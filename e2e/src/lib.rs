@@ -178,6 +178,7 @@ impl System {
                 max_attempts: 3,
                 retry_base: Duration::from_millis(20),
                 retry_max: Duration::from_millis(200),
+                ..saga::consumer::ConsumerSettings::default()
             },
             runner.waker(),
         )
