@@ -412,3 +412,111 @@ async fn in_a_batch_append_a_conflicting_stream_fails_alone() {
     tx.commit().await.unwrap();
     assert_eq!(fold_from_log(&db.pool, a).await.1, 4);
 }
+
+/// Waits until a session of the test's database waits for a lock.
+async fn wait_for_a_lock_wait(pool: &PgPool) {
+    for _ in 0..500 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("no session waited for a lock within 5 s");
+}
+
+/// Starts `command` on `product_id` in a transaction that waits (for a lock)
+/// and commits once it has run; returns what it decided.
+fn spawn_run(
+    pool: &PgPool,
+    repo: &Repository,
+    product_id: Uuid,
+    quantity: i64,
+) -> tokio::task::JoinHandle<Result<(), String>> {
+    let (pool, repo) = (pool.clone(), repo.clone());
+    tokio::spawn(async move {
+        let mut tx = pool.begin().await.unwrap();
+        let command = ProductCommand::Restock { quantity };
+        let outcome = repo
+            .execute::<Product>(&mut tx, product_id, command, &meta())
+            .await;
+        match outcome {
+            Ok(Ok(Some(_))) => {
+                tx.commit().await.unwrap();
+                Ok(())
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_stream_that_lost_a_race_is_then_written_under_its_lock() {
+    let db = TestDatabase::create().await;
+    let repo = repository(0);
+    let product = register(&db.pool, &repo, 0).await;
+
+    // A race lost: another transaction appended first and committed.
+    let mut ours = db.pool.begin().await.unwrap();
+    repo.execute::<Product>(
+        &mut ours,
+        product,
+        ProductCommand::Restock { quantity: 1 },
+        &meta(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let mut theirs = db.pool.begin().await.unwrap();
+    let contender = repo.clone();
+    let waiting = tokio::spawn(async move {
+        let outcome = contender
+            .execute::<Product>(
+                &mut theirs,
+                product,
+                ProductCommand::Restock { quantity: 1 },
+                &meta(),
+            )
+            .await;
+        (
+            outcome.map(|r| r.is_ok()).map_err(|e| e.to_string()),
+            theirs,
+        )
+    });
+    wait_for_a_lock_wait(&db.pool).await;
+    ours.commit().await.unwrap();
+    let (outcome, theirs) = waiting.await.unwrap();
+    assert!(
+        outcome.unwrap_err().contains("expected"),
+        "this race is lost: now contended"
+    );
+    theirs.rollback().await.unwrap();
+
+    // Now contended: a second writer queues on the row lock before reading,
+    // so it sees the first one's event and does not lose.
+    let mut holder = db.pool.begin().await.unwrap();
+    repo.execute::<Product>(
+        &mut holder,
+        product,
+        ProductCommand::Restock { quantity: 5 },
+        &meta(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let second = spawn_run(&db.pool, &repo, product, 7);
+    wait_for_a_lock_wait(&db.pool).await;
+    holder.commit().await.unwrap();
+    second
+        .await
+        .unwrap()
+        .expect("queued behind the lock, not conflicting");
+    let (state, version) = fold_from_log(&db.pool, product).await;
+    assert_eq!((available(&state), version), (1 + 5 + 7, 4));
+}
