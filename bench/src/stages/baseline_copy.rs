@@ -10,6 +10,7 @@ use crate::results::Value;
 /// Key of this baseline (seconds for the whole log).
 pub const KEY: &str = "copy_scan";
 
+/// Runs this stage and records its figures.
 pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
     let fixture = suite.log().await?;
     let events = fixture.log.events;

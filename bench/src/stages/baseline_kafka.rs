@@ -8,6 +8,7 @@ use crate::results::Value;
 /// Key of this baseline.
 pub const KEY: &str = "raw_kafka";
 
+/// Runs this stage and records its figures.
 pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
     let messages = suite.sizes.backlog_events;
     let kafka = BenchKafka::create().await?;

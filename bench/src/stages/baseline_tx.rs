@@ -16,6 +16,7 @@ use crate::sample;
 /// Key of this baseline.
 pub const KEY: &str = "raw_tx";
 
+/// Runs this stage and records its figures.
 pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
     let clients = suite.sizes.clients;
     let db = BenchDb::create("baseline_tx", clients as u32).await?;

@@ -20,6 +20,7 @@ const ROWS: usize = 100;
 /// Distinct keys per client: after the first pass every upsert is an update.
 const KEYS_PER_CLIENT: usize = 20_000;
 
+/// Runs this stage and records its figures.
 pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
     let clients = suite.sizes.clients.min(4);
     let db = BenchDb::create("baseline_upsert", clients as u32).await?;

@@ -15,6 +15,7 @@ use crate::system::Services;
 /// Products the orders are spread over.
 const PRODUCTS: usize = 100;
 
+/// Runs this stage and records its figures.
 pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
     let db = BenchDb::create("commands", 20).await?;
     let mut services = Services::new();

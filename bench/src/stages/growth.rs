@@ -14,6 +14,7 @@ use crate::results::Value;
 use crate::stats::Samples;
 use crate::system::Services;
 
+/// Runs this stage and records its figures.
 pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
     let duration = suite.sizes.duration / 2;
     let empty = BenchDb::create("growth_empty", 10).await?;
@@ -42,7 +43,7 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
     let results = &mut suite.results;
     results.add(
         "growth",
-        "POST /orders latency, empty log",
+        "POST /orders latency, log of 10 products only",
         Value::Latency(on_empty.percentiles()),
     );
     results.add(

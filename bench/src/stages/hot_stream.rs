@@ -14,6 +14,7 @@ use crate::load::{closed_loop, Measured};
 use crate::results::Value;
 use crate::system::Services;
 
+/// Runs this stage and records its figures.
 pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
     let db = BenchDb::create("hot_stream", 20).await?;
     let mut services = Services::new();

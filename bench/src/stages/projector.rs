@@ -22,6 +22,7 @@ use crate::system::Services;
 /// Longest time without progress before the stage fails.
 const STALL: Duration = Duration::from_secs(120);
 
+/// Runs this stage and records its figures.
 pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
     let db = BenchDb::create("projector", 16).await?;
     let kafka = BenchKafka::create().await?;

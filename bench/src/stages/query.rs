@@ -15,6 +15,7 @@ use crate::load::{closed_loop, Measured};
 use crate::results::Value;
 use crate::system::Services;
 
+/// Runs this stage and records its figures.
 pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
     let db = BenchDb::create("query", 8).await?;
     let mut services = Services::new();

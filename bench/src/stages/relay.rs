@@ -8,6 +8,7 @@ use crate::env::{BenchDb, BenchKafka};
 use crate::results::Value;
 use crate::stats::Percentiles;
 
+/// Runs this stage and records its figures.
 pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
     let (events, rate, duration) = (
         suite.sizes.backlog_events,

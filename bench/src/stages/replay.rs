@@ -20,6 +20,7 @@ pub async fn rebuild(pool: &PgPool) -> anyhow::Result<Duration> {
     Ok(started.elapsed())
 }
 
+/// Runs this stage and records its figures.
 pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
     let small = generated_log("replay_small", suite.sizes.small_log_events).await?;
     let small_time = rebuild(&small.db.pool).await;

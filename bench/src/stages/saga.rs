@@ -27,6 +27,7 @@ const PRODUCTS: usize = 20;
 /// Longest an order may take to settle before the stage fails.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Runs this stage and records its figures.
 pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
     let db = BenchDb::create("saga", 16).await?;
     let kafka = BenchKafka::create().await?;
