@@ -213,6 +213,15 @@ impl Rig {
             .collect()
     }
 
+    /// The first event of a stream (an order's `OrderPlaced`).
+    pub async fn first_event(&self, id: Uuid) -> EventEnvelope {
+        let mut conn = self.db.pool.acquire().await.unwrap();
+        eventstore::read_stream(&mut conn, id, 0)
+            .await
+            .unwrap()
+            .remove(0)
+    }
+
     /// Every event in the log, in order.
     pub async fn log(&self) -> Vec<EventEnvelope> {
         let mut conn = self.db.pool.acquire().await.unwrap();
@@ -271,6 +280,28 @@ pub fn placed(lines: Vec<OrderLine>) -> OrderEvent {
         total_cents,
         payment_token: "tok_ok".into(),
         placed_at: chrono::Utc::now(),
+    }
+}
+
+/// A poison event: the `OrderPlaced` of an order that is not in the log.
+/// The saga reserves its line, then cannot move the order on — every time.
+pub fn poison(product: Uuid) -> EventEnvelope {
+    let lines = vec![OrderLine {
+        product_id: product,
+        quantity: 1,
+        unit_price_cents: 100,
+    }];
+    EventEnvelope {
+        event_id: Uuid::now_v7(),
+        stream_id: Uuid::now_v7(),
+        stream_type: "orders".into(),
+        stream_version: 1,
+        global_position: 0,
+        event_type: "OrderPlaced".into(),
+        schema_version: 1,
+        recorded_at: chrono::Utc::now(),
+        payload: domain::DomainEvent::to_payload(&placed(lines)),
+        metadata: Metadata::for_command(Uuid::now_v7()),
     }
 }
 
