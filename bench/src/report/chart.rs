@@ -18,6 +18,8 @@ const LABEL_AREA: u32 = 470;
 const LABEL_CHARS: usize = 72;
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+/// Picks one percentile.
+type Pick = fn(&Percentiles) -> f64;
 
 /// Draws the chart of `results` into `path`.
 pub fn write(path: &Path, title: &str, results: &Results) -> anyhow::Result<()> {
@@ -70,7 +72,7 @@ fn latency_panel(area: &Area<'_>, rows: &[(String, Percentiles)]) -> anyhow::Res
     let names: Vec<String> = rows.iter().map(|(n, _)| n.clone()).collect();
     let mut chart = ChartBuilder::on(area)
         .caption(
-            "latency per stage: p50 / p95 / p99 (ms, log scale)",
+            "latency per stage: p50 (dark), p95, p99 (light); ms, log scale",
             ("sans-serif", 16),
         )
         .margin(10)
@@ -85,33 +87,19 @@ fn latency_panel(area: &Area<'_>, rows: &[(String, Percentiles)]) -> anyhow::Res
         .x_desc("ms")
         .draw()
         .map_err(draw_error)?;
-    let shades = [
-        ("p99", RGBColor(189, 215, 238)),
-        ("p95", RGBColor(107, 174, 214)),
-        ("p50", RGBColor(33, 102, 172)),
+    // Longest first, so each shorter percentile is drawn over it.
+    let shades: [(Pick, RGBColor); 3] = [
+        (|p| p.p99_ms, RGBColor(189, 215, 238)),
+        (|p| p.p95_ms, RGBColor(107, 174, 214)),
+        (|p| p.p50_ms, RGBColor(33, 102, 172)),
     ];
-    for (name, color) in shades {
-        let bars = rows.iter().enumerate().map(|(i, (_, p))| {
-            let value = match name {
-                "p99" => p.p99_ms,
-                "p95" => p.p95_ms,
-                _ => p.p50_ms,
-            };
-            bar(i, min, value.max(min), color)
-        });
-        chart
-            .draw_series(bars)
-            .map_err(draw_error)?
-            .label(name)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+    for (percentile, color) in shades {
+        let bars = rows
+            .iter()
+            .enumerate()
+            .map(|(i, (_, p))| bar(i, min, percentile(p).max(min), color));
+        chart.draw_series(bars).map_err(draw_error)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(draw_error)?;
     Ok(())
 }
 
