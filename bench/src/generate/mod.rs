@@ -366,3 +366,6 @@ async fn write<A: Aggregate>(
     .await?;
     Ok((state, events.len()))
 }
+
+#[cfg(test)]
+mod tests;
