@@ -127,7 +127,7 @@ async fn run_replay(database_url: &str) -> String {
     command
         .args(["replay", "--batch-size", "4000"])
         .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "info");
     let output = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap();
@@ -136,7 +136,13 @@ async fn run_replay(database_url: &str) -> String {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let phases = stderr.lines().filter(|l| l.contains("replay phases"));
+    format!(
+        "{} {}",
+        String::from_utf8_lossy(&output.stdout).trim(),
+        phases.collect::<Vec<_>>().join("")
+    )
 }
 
 /// Relays the whole log to Kafka, empties the read models, then times a

@@ -250,15 +250,29 @@ async fn replay_locked(
     .await;
     progress.finish();
     let (mut folds, mut events) = result?;
+    let folded = started.elapsed();
     load::copy_into_shadow(pool, &mut folds).await?;
     drop(folds);
+    let copied = started.elapsed();
     shadow::build_indexes(pool, &tables).await?;
+    let indexed = started.elapsed();
 
     // Events that committed while (or after) streaming, without the lock yet,
     // so the locked catch-up in the swap has almost nothing left to do.
-    events += shadow::catch_up(conn, projections).await?;
+    let late = shadow::catch_up(conn, projections).await?;
+    let caught_up = started.elapsed();
     let swapped = shadow::swap(conn, projections, &tables).await?;
-    events += swapped.caught_up;
+    events += late + swapped.caught_up;
+    let ms = |d: Duration| d.as_millis() as u64;
+    tracing::info!(
+        scan_and_fold_ms = ms(folded),
+        copy_ms = ms(copied - folded),
+        index_ms = ms(indexed - copied),
+        catch_up_ms = ms(caught_up - indexed),
+        swap_ms = ms(started.elapsed() - caught_up),
+        late_events = late + swapped.caught_up,
+        "replay phases"
+    );
     Ok(ReplaySummary {
         projections: names,
         events,
