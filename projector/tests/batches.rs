@@ -9,6 +9,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use common::{Harness, SETTLE};
+use domain::payment::PaymentEvent;
 use eventstore::{EventEnvelope, NewEvent};
 use projector::consumer::project_batch;
 use projector::projection::Decoded;
@@ -180,6 +181,59 @@ async fn batches_of_duplicates_out_of_order_events_and_gaps_equal_a_fold_of_the_
         batched,
         "equal to a fresh fold of the log"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_payment_stream_for_one_order_is_left_out_not_retried_forever() {
+    let h = Harness::new().await;
+    let order_id = Uuid::now_v7();
+    let requested = PaymentEvent::PaymentRequested {
+        order_id,
+        amount_cents: 500,
+        currency: "EUR".to_owned(),
+        token: "tok".to_owned(),
+    };
+    let captured = PaymentEvent::PaymentCaptured {
+        order_id,
+        charge_id: "ch_1".to_owned(),
+    };
+    // Only a corrupted log names one order from two payment streams.
+    // Within a batch the lowest payment id is kept.
+    let mut ids = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+    ids.sort();
+    let [first, second, third] = ids;
+    let mut events = h
+        .append("payments", first, &[NewEvent::from_domain(&requested)])
+        .await;
+    events.extend(
+        h.append("payments", second, &[NewEvent::from_domain(&requested)])
+            .await,
+    );
+    // In one batch, then in a later one.
+    project_batch(h.pool(), &decoded(&events)).await.unwrap();
+    let later = h
+        .append("payments", third, &[NewEvent::from_domain(&requested)])
+        .await;
+    project_batch(h.pool(), &decoded(&later)).await.unwrap();
+    let more = h
+        .append("payments", first, &[NewEvent::from_domain(&captured)])
+        .await;
+    project_batch(h.pool(), &decoded(&more)).await.unwrap();
+
+    let payments = || async {
+        sqlx::query_as::<_, (Uuid, String, i64)>(
+            "SELECT payment_id, status, version FROM read.payments ORDER BY payment_id",
+        )
+        .fetch_all(h.pool())
+        .await
+        .unwrap()
+    };
+    let live = payments().await;
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(live[0].1, "CAPTURED");
+    assert_eq!(live[0].2, 2);
+    h.replay(&["payments"]).await;
+    assert_eq!(payments().await, live);
 }
 
 /// `events` shuffled (deterministically), every third one twice, and the

@@ -1,6 +1,6 @@
 //! [`Rows`]: a read model's rows held in memory, loaded and stored in bulk.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use sqlx::PgConnection;
@@ -133,12 +133,15 @@ impl<M: ReadModel> Fold for Rows<M> {
         {
             let rows = self.rows(true);
             let mut cells = Vec::with_capacity(M::SPEC.columns.len());
+            let mut distinct = Distinct::new(&M::SPEC);
             for chunk in rows.chunks(UPSERT_CHUNK) {
                 let mut arrays = Array::for_columns(&M::SPEC, chunk.len());
                 for row in chunk {
                     cells.clear();
                     M::cells(row, &mut cells);
-                    Array::push_row(&mut arrays, &cells);
+                    if distinct.admit(&cells) {
+                        Array::push_row(&mut arrays, &cells);
+                    }
                 }
                 let mut query = sqlx::query(&upsert);
                 for array in arrays {
@@ -161,9 +164,13 @@ impl<M: ReadModel> Fold for Rows<M> {
         let mut copy = conn.copy_in_raw(&sql::copy_sql(&M::SPEC, schema)).await?;
         let mut buffer = String::with_capacity(COPY_CHUNK + 4096);
         let mut cells = Vec::with_capacity(M::SPEC.columns.len());
+        let mut distinct = Distinct::new(&M::SPEC);
         for row in self.rows(false) {
             cells.clear();
             M::cells(row, &mut cells);
+            if !distinct.admit(&cells) {
+                continue;
+            }
             sql::copy_row(&cells, &mut buffer);
             if buffer.len() >= COPY_CHUNK {
                 copy.send(buffer.as_bytes()).await?;
@@ -178,5 +185,41 @@ impl<M: ReadModel> Fold for Rows<M> {
             slot.dirty = false;
         }
         Ok(written)
+    }
+}
+
+/// Leaves out a row that collides with an earlier one on the spec's other
+/// unique column, like the upsert's guard does against stored rows (only a
+/// corrupted log has such rows).
+struct Distinct {
+    spec: &'static Spec,
+    column: Option<usize>,
+    seen: HashSet<String>,
+}
+
+impl Distinct {
+    fn new(spec: &'static Spec) -> Self {
+        let column = spec
+            .also_unique
+            .and_then(|name| spec.columns.iter().position(|c| c.name == name));
+        Self {
+            spec,
+            column,
+            seen: HashSet::new(),
+        }
+    }
+
+    fn admit(&mut self, cells: &[sql::Cell<'_>]) -> bool {
+        let Some(column) = self.column else {
+            return true;
+        };
+        let fresh = self.seen.insert(format!("{:?}", cells[column]));
+        if !fresh {
+            tracing::warn!(
+                table = self.spec.table, row = ?cells[0], column = self.spec.columns[column].name,
+                "another row already has this value; row not projected"
+            );
+        }
+        fresh
     }
 }
