@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use eventstore::EventEnvelope;
 use futures::StreamExt;
 use rdkafka::consumer::Consumer as _;
 use rdkafka::message::{BorrowedMessage, Message};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::{project_batch, Consumer};
 use crate::apply::Verdict;
@@ -21,14 +21,15 @@ pub(super) struct Delivery {
     topic: String,
     partition: i32,
     offset: i64,
-    /// The envelope, or why the message is not one.
-    event: Result<EventEnvelope, String>,
+    /// The decoded envelope and its correlation id, or why the message is not one.
+    event: Result<(Decoded, Uuid), String>,
 }
 
 impl Delivery {
     fn new(message: &BorrowedMessage<'_>) -> Self {
         let event = match message.payload() {
-            Some(payload) => serde_json::from_slice(payload)
+            Some(payload) => Decoded::from_json(payload)
+                .map(|(event, metadata)| (event, metadata.correlation_id))
                 .map_err(|error| format!("not an event envelope: {error}")),
             None => Err("a message without a value".to_owned()),
         };
@@ -103,11 +104,12 @@ impl Consumer {
     /// database failures, then stores the partition's offset.
     async fn process_partition(&self, share: Vec<Delivery>, shutdown: &CancellationToken) -> bool {
         let (topic, partition) = (share[0].topic.clone(), share[0].partition);
+        let last = share.iter().map(|d| d.offset).max().unwrap_or_default();
         let mut events = Vec::with_capacity(share.len());
         let mut origins = Vec::with_capacity(share.len());
         let (mut committed, mut skipped) = (0, 0);
-        for delivery in &share {
-            match &delivery.event {
+        for delivery in share {
+            match delivery.event {
                 Err(reason) => {
                     tracing::error!(
                         topic, partition, offset = delivery.offset, %reason,
@@ -115,16 +117,16 @@ impl Consumer {
                     );
                     skipped += 1;
                 }
-                Ok(envelope)
-                    if projection::interested_in(&envelope.stream_type)
+                Ok((event, _))
+                    if projection::interested_in(&event.stream_type)
                         .next()
                         .is_none() =>
                 {
                     committed += 1;
                 }
-                Ok(envelope) => {
-                    events.push(Decoded::from_envelope(envelope));
-                    origins.push((delivery.offset, envelope));
+                Ok((event, correlation_id)) => {
+                    origins.push((delivery.offset, event.event_id, correlation_id));
+                    events.push(event);
                 }
             }
         }
@@ -132,12 +134,10 @@ impl Consumer {
             let Some(verdicts) = self.apply_with_retries(&events, shutdown).await else {
                 return false;
             };
-            for (verdict, (offset, envelope)) in verdicts.iter().zip(&origins) {
+            for (verdict, (offset, event_id, correlation_id)) in verdicts.iter().zip(&origins) {
                 if let Verdict::Rejected(error) = verdict {
                     tracing::error!(
-                        %error, topic, partition, offset,
-                        event_id = %envelope.event_id,
-                        correlation_id = %envelope.metadata.correlation_id,
+                        %error, topic, partition, offset, %event_id, %correlation_id,
                         "skipping an event that cannot be projected"
                     );
                     skipped += 1;
@@ -149,7 +149,6 @@ impl Consumer {
         }
         self.stats.committed.fetch_add(committed, Ordering::Relaxed);
         self.stats.skipped.fetch_add(skipped, Ordering::Relaxed);
-        let last = share.iter().map(|d| d.offset).max().unwrap_or_default();
         if let Err(error) = self.consumer.store_offset(&topic, partition, last) {
             // The partition was revoked meanwhile; its new owner redelivers.
             tracing::warn!(%error, topic, partition, "cannot store the offset");

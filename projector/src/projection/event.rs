@@ -7,8 +7,10 @@ use domain::payment::PaymentEvent;
 use domain::product::ProductEvent;
 use domain::{DomainEvent, EventDecodeError};
 use eventstore::scan::ScannedEvent;
-use eventstore::EventEnvelope;
+use eventstore::{EventEnvelope, Metadata};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 /// A domain event of one of the stream types the projections consume.
@@ -62,6 +64,39 @@ impl Decoded {
             recorded_at: micros(envelope.recorded_at),
             event,
         }
+    }
+
+    /// Decodes an envelope's JSON (a Kafka message's value) without building
+    /// a JSON tree of its payload; returns its metadata beside it.
+    pub fn from_json(json: &[u8]) -> Result<(Self, Metadata), serde_json::Error> {
+        /// [`EventEnvelope`]'s JSON, the payload kept as text.
+        #[derive(Deserialize)]
+        struct Wire<'a> {
+            event_id: Uuid,
+            stream_id: Uuid,
+            stream_type: String,
+            stream_version: i64,
+            global_position: i64,
+            event_type: String,
+            schema_version: i32,
+            recorded_at: DateTime<Utc>,
+            #[serde(borrow)]
+            payload: &'a RawValue,
+            metadata: Metadata,
+        }
+        let wire: Wire<'_> = serde_json::from_slice(json)?;
+        let decoded = Self::from_scanned(ScannedEvent {
+            event_id: wire.event_id,
+            stream_id: wire.stream_id,
+            stream_type: wire.stream_type,
+            stream_version: wire.stream_version,
+            global_position: wire.global_position,
+            event_type: wire.event_type,
+            schema_version: wire.schema_version,
+            recorded_at: wire.recorded_at,
+            payload: wire.payload.get().to_owned(),
+        });
+        Ok((decoded, wire.metadata))
     }
 
     /// Decodes an event of a log scan straight from its payload text.
@@ -224,7 +259,22 @@ mod tests {
             assert!(from_value.event.is_ok(), "{:?}", from_value.event);
             assert_eq!(from_text.event, from_value.event);
             assert_eq!(from_text.recorded_at, from_value.recorded_at);
+            let json = serde_json::to_vec(e).unwrap();
+            let (from_json, metadata) = Decoded::from_json(&json).unwrap();
+            assert_eq!(from_json.event, from_value.event);
+            assert_eq!(metadata, e.metadata);
+            assert_eq!(
+                (
+                    from_json.event_id,
+                    from_json.stream_id,
+                    from_json.stream_version
+                ),
+                (e.event_id, e.stream_id, e.stream_version)
+            );
+            assert_eq!(from_json.global_position, e.global_position);
+            assert_eq!(from_json.recorded_at, from_value.recorded_at);
         }
+        assert!(Decoded::from_json(b"not json").is_err());
     }
 
     #[test]
