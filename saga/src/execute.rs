@@ -127,7 +127,7 @@ pub async fn advance(
 /// Whether the order is cancelled on its stream while the saga has not
 /// started or still acts on it (the `OrderCancelled` event may not have
 /// reached the saga yet).
-async fn user_cancelled_unseen(
+pub(crate) async fn user_cancelled_unseen(
     conn: &mut PgConnection,
     saga: Option<&OrderSaga>,
     order_id: Uuid,

@@ -4,13 +4,13 @@
 //! deduped and applied in turn, committed together up to the first failure.
 
 use chrono::{DateTime, Utc};
-use domain::saga::{OrderSaga, SagaInput, SagaPolicy};
+use domain::saga::{react, OrderSaga, SagaInput, SagaPolicy};
 use eventstore::EventEnvelope;
 use sqlx::{PgConnection, PgPool};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::execute::{advance, Cause, ExecuteError};
+use crate::execute::{advance, user_cancelled_unseen, Cause, ExecuteError};
 use crate::routing::route;
 use crate::store::{self, SagaRow};
 
@@ -119,13 +119,23 @@ impl Handler {
             .iter()
             .filter_map(|r| r.as_ref().ok().and_then(Option::as_ref));
         let orders: Vec<Uuid> = inputs.clone().map(|(order_id, _)| *order_id).collect();
-        let products: Vec<Uuid> = inputs
-            .flat_map(|(_, input)| placed_products(input))
-            .collect();
         let mut tx = self.pool.begin().await?;
-        let mut held = store::lock_sagas(&mut tx, &orders).await?;
-        held.extend(products);
-        store::lock_products(&mut tx, &held).await?;
+        let sagas = store::lock_sagas(&mut tx, &orders).await?;
+        // Only the products of sagas that will act: an event the saga has
+        // already taken in (the echo of what it appended itself) locks none,
+        // so it never waits behind other orders of a popular product.
+        let now = Utc::now();
+        let products: Vec<Uuid> = inputs
+            .filter(|(order_id, input)| {
+                reacts(sagas.get(order_id), *order_id, input, now, &self.policy)
+            })
+            .flat_map(|(order_id, input)| {
+                let lines = sagas.get(order_id).map(|saga| saga.lines.as_slice());
+                (lines.into_iter().flatten().map(|line| line.product_id))
+                    .chain(placed_products(input))
+            })
+            .collect();
+        store::lock_products(&mut tx, &products).await?;
         let mut handled = Vec::with_capacity(events.len());
         let mut failed = None;
         for (index, (event, routed)) in events.iter().zip(routed).enumerate() {
@@ -216,6 +226,19 @@ impl Handler {
     }
 }
 
+/// Whether the saga would change or act on `input` (the pure reaction,
+/// without running anything).
+fn reacts(
+    saga: Option<&OrderSaga>,
+    order_id: Uuid,
+    input: &SagaInput,
+    now: DateTime<Utc>,
+    policy: &SagaPolicy,
+) -> bool {
+    let reaction = react(saga, order_id, input.clone(), now, policy);
+    !reaction.actions.is_empty() || reaction.saga.as_ref() != saga
+}
+
 /// The products an order being placed will reserve.
 fn placed_products(input: &SagaInput) -> impl Iterator<Item = Uuid> + '_ {
     let lines = match input {
@@ -250,12 +273,20 @@ pub async fn apply(
     policy: &SagaPolicy,
 ) -> Result<bool, HandlerError> {
     let row = store::lock(conn, order_id).await?;
+    let before = row.as_ref().map(|r| r.saga.clone());
+    // Nothing to do (a redelivered echo, a tick before any deadline): no
+    // product is locked and nothing is written, unless the user cancelled
+    // the order meanwhile, which the saga takes in first.
+    if !reacts(before.as_ref(), order_id, &input, now, policy)
+        && !user_cancelled_unseen(conn, before.as_ref(), order_id).await?
+    {
+        return Ok(false);
+    }
     let products: Vec<Uuid> = (row.iter().flat_map(|r| &r.saga.lines))
         .map(|line| line.product_id)
         .chain(placed_products(&input))
         .collect();
     store::lock_products(conn, &products).await?;
-    let before = row.as_ref().map(|r| r.saga.clone());
     let (saga, appended) =
         advance(conn, before.clone(), order_id, input, cause, now, policy).await?;
     let Some(saga) = saga else {

@@ -1,5 +1,7 @@
 //! The saga's tables: one row per order, and the processed event ids.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use domain::saga::OrderSaga;
 use sqlx::PgConnection;
@@ -113,20 +115,22 @@ pub async fn claim_due(
 }
 
 /// Locks the saga rows of `order_ids` in order-id order (a batch takes
-/// them all before any product) and returns the products their lines name.
+/// them all before any product) and returns their sagas by order id.
 pub async fn lock_sagas(
     conn: &mut PgConnection,
     order_ids: &[Uuid],
-) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT DISTINCT (line->>'product_id')::uuid
-         FROM (SELECT state FROM saga.order_sagas WHERE order_id = ANY($1)
-               ORDER BY order_id FOR UPDATE) AS sagas,
-              jsonb_array_elements(sagas.state->'lines') AS line",
+) -> Result<HashMap<Uuid, OrderSaga>, sqlx::Error> {
+    let rows: Vec<(Uuid, sqlx::types::Json<OrderSaga>)> = sqlx::query_as(
+        "SELECT order_id, state FROM saga.order_sagas WHERE order_id = ANY($1)
+         ORDER BY order_id FOR UPDATE",
     )
     .bind(order_ids)
     .fetch_all(conn)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(order_id, state)| (order_id, state.0))
+        .collect())
 }
 
 /// Locks the version rows of the product streams `product_ids` in id

@@ -248,3 +248,67 @@ async fn every_message_delivered_again_to_a_fresh_consumer_is_a_duplicate() {
     );
     assert_eq!(rig.count("SELECT count(*) FROM saga.dead_letters").await, 0);
 }
+
+/// The echo of what the saga appended itself (its `StockReserved` coming
+/// back through Kafka) changes nothing, so it must not queue behind other
+/// orders holding the product: handled alone or in a batch, it takes no
+/// product lock while another transaction holds the product's stream row.
+#[tokio::test]
+async fn an_echo_the_saga_already_took_in_waits_for_no_product_lock() {
+    let rig = Rig::start().await;
+    let products = rig.products(1, 100).await;
+    let orders = rig.orders(2, &products).await;
+    let handler = Handler::new(rig.db.pool.clone(), common::policy());
+    for order in &orders {
+        handler
+            .handle(&rig.first_event(*order).await)
+            .await
+            .unwrap();
+    }
+    let echoes: Vec<EventEnvelope> = rig
+        .log()
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "StockReserved")
+        .collect();
+    assert_eq!(echoes.len(), 2);
+    let log = log_of(&rig).await;
+
+    // Another order of the product holds its stream row.
+    let mut holder = rig.db.pool.begin().await.unwrap();
+    sqlx::query("SELECT version FROM eventstore.streams WHERE stream_id = $1 FOR UPDATE")
+        .bind(products[0])
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+
+    let alone = tokio::time::timeout(Duration::from_secs(5), handler.handle(&echoes[0]))
+        .await
+        .expect("the echo waited for the product's lock")
+        .unwrap();
+    assert_eq!(
+        alone,
+        Handled::Applied {
+            order_id: orders[0],
+            effect_due: false
+        }
+    );
+    let batch: Vec<&EventEnvelope> = echoes.iter().collect();
+    let together = tokio::time::timeout(Duration::from_secs(5), handler.handle_batch(&batch))
+        .await
+        .expect("the batch of echoes waited for the product's lock")
+        .unwrap();
+    assert!(together.failed.is_none(), "{:?}", together.failed);
+    assert_eq!(
+        together.handled,
+        [
+            Handled::Duplicate,
+            Handled::Applied {
+                order_id: orders[1],
+                effect_due: false
+            }
+        ]
+    );
+    holder.rollback().await.unwrap();
+    assert_eq!(log_of(&rig).await, log, "an echo appends nothing");
+}
