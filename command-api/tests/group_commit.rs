@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use command_api::{AppState, WriterSettings};
 use common::{order_body, spawn_app_with_state, TestApp};
+use domain::product::ProductEvent;
+use domain::DomainEvent;
+use eventstore::{ExpectedVersion, Metadata, NewEvent};
 use serde_json::json;
 use testkit::TestDatabase;
 use uuid::Uuid;
@@ -190,6 +193,88 @@ async fn a_command_whose_stream_keeps_moving_is_retried_then_409() {
 }
 
 /// Waits until a session of the test's database waits for a lock.
+/// Another writer's restock of `product`, inside its transaction `tx` (the
+/// saga appends to product streams the same way).
+async fn restock_in(tx: &mut sqlx::PgConnection, product: Uuid) {
+    let event = NewEvent::from_domain(&ProductEvent::ProductRestocked { quantity: 1 });
+    eventstore::append(
+        tx,
+        ProductEvent::STREAM_TYPE,
+        product,
+        ExpectedVersion::Any,
+        &[event],
+        &Metadata::for_command(Uuid::now_v7()),
+    )
+    .await
+    .expect("append");
+}
+
+/// The statements of the sessions waiting for a lock.
+async fn lock_waits(app: &TestApp) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT query FROM pg_stat_activity
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_stream_that_lost_a_race_is_locked_before_it_is_read_again() {
+    let (app, _state) = one_writer_app().await;
+    let product = app.create_product(100, 1).await;
+    let restock = || {
+        let request = app.post(
+            &format!("/products/{product}/restock"),
+            &json!({"quantity": 10}),
+        );
+        tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        })
+    };
+
+    // Another writer holds the stream: the command reads version 1 unlocked,
+    // then its append waits; the other writer moves the stream and commits,
+    // so the append loses the race and the command is retried.
+    let mut other = app.db.pool.begin().await.unwrap();
+    eventstore::lock_streams(&mut other, &[product])
+        .await
+        .unwrap();
+    let first = restock();
+    wait_for_a_lock_wait(&app).await;
+    let waits = lock_waits(&app).await;
+    assert!(
+        waits.iter().all(|query| !query.contains("FOR UPDATE")),
+        "a stream that never lost a race is read without a lock: {waits:?}"
+    );
+    restock_in(&mut other, product).await;
+    other.commit().await.unwrap();
+    let (status, body) = first.await.unwrap();
+    assert_eq!((status, body["version"].as_i64()), (200, Some(3)), "{body}");
+
+    // Next time the command queues on the stream's lock before reading, so
+    // the other writer's append cannot make it lose again.
+    let mut other = app.db.pool.begin().await.unwrap();
+    eventstore::lock_streams(&mut other, &[product])
+        .await
+        .unwrap();
+    let second = restock();
+    wait_for_a_lock_wait(&app).await;
+    let waits = lock_waits(&app).await;
+    assert!(
+        waits.iter().any(|query| query.contains("FOR UPDATE")),
+        "the command waits on the lock before it reads: {waits:?}"
+    );
+    restock_in(&mut other, product).await;
+    other.commit().await.unwrap();
+    let (status, body) = second.await.unwrap();
+    assert_eq!((status, body["version"].as_i64()), (200, Some(5)), "{body}");
+    assert_eq!(app.events(product).await.len(), 5);
+}
+
 async fn wait_for_a_lock_wait(app: &TestApp) {
     for _ in 0..500 {
         let waiting: i64 = sqlx::query_scalar(

@@ -15,5 +15,6 @@ pub use batch::{append_batch, StreamAppend, StreamOutcome};
 pub use envelope::{EventEnvelope, Metadata, NewEvent};
 pub use repository::{LoadRequest, Loaded, Prefetched, Repository, RepositorySettings};
 pub use store::{
-    append, read_all_after, read_stream, stream_version, AppendError, Appended, ExpectedVersion,
+    append, lock_streams, read_all_after, read_stream, stream_version, AppendError, Appended,
+    ExpectedVersion,
 };

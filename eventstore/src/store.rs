@@ -207,6 +207,24 @@ async fn refusal(
     }
 }
 
+/// Takes the version rows of `stream_ids` (those that exist) until the
+/// transaction ends, in id order so that writers locking overlapping sets
+/// queue instead of deadlocking. While they are held no other transaction
+/// can append to these streams: the version row is the append lock.
+pub async fn lock_streams(conn: &mut PgConnection, stream_ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    if stream_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "SELECT stream_id FROM eventstore.streams WHERE stream_id = ANY($1)
+         ORDER BY stream_id FOR UPDATE",
+    )
+    .bind(stream_ids)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// The current version of a stream, or `None` if it has no events.
 pub async fn stream_version(
     conn: &mut PgConnection,

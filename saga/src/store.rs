@@ -144,15 +144,5 @@ pub async fn lock_products(
     conn: &mut PgConnection,
     product_ids: &[Uuid],
 ) -> Result<(), sqlx::Error> {
-    if product_ids.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "SELECT stream_id FROM eventstore.streams WHERE stream_id = ANY($1)
-         ORDER BY stream_id FOR UPDATE",
-    )
-    .bind(product_ids)
-    .execute(conn)
-    .await?;
-    Ok(())
+    eventstore::lock_streams(conn, product_ids).await
 }

@@ -124,6 +124,13 @@ async fn transact(
         .filter(|(_, outcome)| outcome.is_none())
         .flat_map(|(job, _)| job.loads())
         .collect();
+    // Streams that lost a race lately are locked before they are read, so
+    // a retry does not lose to the same writer again.
+    let stream_ids: Vec<Uuid> = requests.iter().map(|r| r.stream_id()).collect();
+    repository
+        .lock_contended(&mut tx, &stream_ids)
+        .await
+        .map_err(|error| command_error(stream_ids.first().copied().unwrap_or_default(), error))?;
     let prefetched = repository
         .prefetch(&mut tx, &requests)
         .await
@@ -171,6 +178,7 @@ async fn transact(
                 }
                 StreamOutcome::Conflict { actual } => {
                     tracing::debug!(stream_id = %append.stream_id, actual, "stream moved meanwhile");
+                    repository.mark_contended(append.stream_id);
                     conflicted.insert(append.stream_id, actual);
                 }
             }

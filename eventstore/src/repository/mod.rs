@@ -33,7 +33,7 @@ use uuid::Uuid;
 
 use crate::aggregate::CommandError;
 use crate::envelope::{Metadata, NewEvent};
-use crate::store::{append, AppendError, Appended, ExpectedVersion};
+use crate::store::{append, lock_streams, AppendError, Appended, ExpectedVersion};
 
 pub use prefetch::{LoadRequest, Prefetched};
 pub use snapshot::{save_snapshots, Snapshot};
@@ -320,12 +320,43 @@ impl Repository {
             .is_some_and(|since| since.elapsed() < CONTENDED_FOR)
     }
 
-    fn mark_contended(&self, stream_id: Uuid) {
+    /// Notes that an append to `stream_id` lost an optimistic race: for a
+    /// while, [`lock_contended`](Self::lock_contended) locks it before it
+    /// is read.
+    pub fn mark_contended(&self, stream_id: Uuid) {
         let mut contended = lock(&self.inner.contended);
         if contended.len() >= 10_000 {
             contended.retain(|_, since| since.elapsed() < CONTENDED_FOR);
         }
         contended.insert(stream_id, Instant::now());
+    }
+
+    /// Takes the append locks (see [`lock_streams`]) of those of
+    /// `stream_ids` that lost a race lately, so that a hot stream is read
+    /// only once no other writer can move it: its append cannot lose the
+    /// race again and waste a transaction. Streams never contended cost
+    /// nothing (no round trip).
+    pub async fn lock_contended(
+        &self,
+        conn: &mut PgConnection,
+        stream_ids: &[Uuid],
+    ) -> Result<(), CommandError> {
+        let mut hot: Vec<Uuid> = stream_ids
+            .iter()
+            .copied()
+            .filter(|id| self.is_contended(*id))
+            .collect();
+        hot.sort_unstable();
+        hot.dedup();
+        let Some(&first) = hot.first() else {
+            return Ok(());
+        };
+        lock_streams(conn, &hot)
+            .await
+            .map_err(|source| CommandError::Read {
+                stream_id: first,
+                source,
+            })
     }
 
     /// Loads `A` from `stream_id`, decides `command` and appends the events
@@ -340,11 +371,7 @@ impl Repository {
         command: A::Command,
         metadata: &Metadata,
     ) -> Result<Result<Option<Appended>, A::Error>, CommandError> {
-        if self.is_contended(stream_id) {
-            // A hot stream: queue on its row lock before reading, so the
-            // append cannot lose the race again (and waste a transaction).
-            lock_stream(conn, stream_id).await?;
-        }
+        self.lock_contended(conn, &[stream_id]).await?;
         let loaded = self.load::<A>(conn, stream_id).await?;
         let events = match A::decide(&loaded.state, command) {
             Ok(events) => events,
@@ -382,14 +409,4 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Takes the stream's row lock until the transaction ends.
-async fn lock_stream(conn: &mut PgConnection, stream_id: Uuid) -> Result<(), CommandError> {
-    sqlx::query("SELECT 1 FROM eventstore.streams WHERE stream_id = $1 FOR UPDATE")
-        .bind(stream_id)
-        .execute(conn)
-        .await
-        .map_err(|source| CommandError::Read { stream_id, source })?;
-    Ok(())
 }
