@@ -37,6 +37,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let listener = TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;
+    platform::metrics::spawn_pool_sampler(pool.clone(), "command", shutdown.clone());
+    eventstore::metrics::describe();
+    metrics::describe_histogram!(
+        "command_batch_size",
+        "Commands committed per group-commit batch."
+    );
+    metrics::describe_counter!(
+        "command_retries_exhausted_total",
+        "Commands answered 409 after losing the optimistic race every time."
+    );
     platform::http::serve(
         listener,
         router(AppState::with_settings(

@@ -2,6 +2,8 @@
 //! relay, projector, query API and (optionally) the saga worker with the
 //! payment-gateway simulator, on a fresh database and topic prefix.
 
+pub mod processes;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -208,6 +210,7 @@ impl System {
             .env("KAFKA_BROKERS", &self.kafka.config.brokers)
             .env("KAFKA_TOPIC_PREFIX", prefix)
             .env("SAGA_GROUP_ID", format!("{prefix}saga"))
+            .env("ADMIN_BIND", "127.0.0.1:0")
             .env(
                 "SAGA_PAYMENT_DEADLINE_MS",
                 millis(self.options.payment_deadline).to_string(),

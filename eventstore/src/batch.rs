@@ -178,6 +178,7 @@ pub async fn append_batch(
         .iter()
         .map(|stream| match by_stream.remove(&stream.stream_id) {
             Some(mut events) => {
+                crate::metrics::record_appended(stream.stream_type, events.len());
                 events.sort_by_key(|e| e.stream_version);
                 StreamOutcome::Appended(Appended {
                     stream_version: events.last().map_or(0, |e| e.stream_version),
@@ -185,9 +186,12 @@ pub async fn append_batch(
                     events,
                 })
             }
-            None => StreamOutcome::Conflict {
-                actual: actual.get(&stream.stream_id).copied().unwrap_or(0),
-            },
+            None => {
+                crate::metrics::record_conflict(stream.stream_type);
+                StreamOutcome::Conflict {
+                    actual: actual.get(&stream.stream_id).copied().unwrap_or(0),
+                }
+            }
         })
         .collect())
 }

@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod batch;
 pub mod envelope;
+pub mod metrics;
 pub mod relay;
 pub mod repository;
 pub mod scan;

@@ -156,6 +156,7 @@ pub async fn append(
         .await
         .map_err(|source| {
             if platform::db::is_unique_violation(&source, Some("events_stream_version_unique")) {
+                crate::metrics::record_conflict(stream_type);
                 AppendError::Conflict {
                     stream_id,
                     expected,
@@ -166,8 +167,13 @@ pub async fn append(
             }
         })?;
     let Some(last) = recorded.last() else {
-        return Err(refusal(conn, stream_type, stream_id, expected).await);
+        let refused = refusal(conn, stream_type, stream_id, expected).await;
+        if matches!(refused, AppendError::Conflict { .. }) {
+            crate::metrics::record_conflict(stream_type);
+        }
+        return Err(refused);
     };
+    crate::metrics::record_appended(stream_type, recorded.len());
     Ok(Appended {
         stream_version: last.stream_version,
         last_position: recorded

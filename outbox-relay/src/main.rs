@@ -9,6 +9,7 @@ use clap::Parser;
 use eventstore::relay::{Relay, RelayConfig};
 use platform::db::DbConfig;
 use platform::kafka::KafkaConfig;
+use platform::metrics::AdminConfig;
 use platform::telemetry::TelemetryConfig;
 
 /// Relays events from the PostgreSQL outbox to Kafka (one topic per stream
@@ -24,6 +25,8 @@ struct Config {
     #[command(flatten)]
     relay: RelayConfig,
     #[command(flatten)]
+    admin: AdminConfig,
+    #[command(flatten)]
     telemetry: TelemetryConfig,
 }
 
@@ -33,6 +36,21 @@ async fn main() -> anyhow::Result<()> {
     platform::telemetry::init("outbox-relay", &config.telemetry);
     let pool = platform::db::connect_lazy(&config.db).context("configuring the database pool")?;
     let shutdown = platform::shutdown::on_signal();
+    let admin = config.admin.address(platform::metrics::RELAY_ADMIN);
+    let admin = platform::metrics::serve_admin(
+        admin,
+        platform::http::database_readiness(pool.clone()),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("binding the admin endpoint {admin}"))?;
+    tracing::info!(%admin, "metrics at /metrics");
+    platform::metrics::spawn_pool_sampler(pool.clone(), "relay", shutdown.clone());
+    eventstore::metrics::spawn_outbox_sampler(
+        pool.clone(),
+        std::time::Duration::from_secs(2),
+        shutdown.clone(),
+    );
     if !config.kafka.ensure_topics_when_available(&shutdown).await {
         return Ok(());
     }

@@ -15,6 +15,7 @@ fn spawn_relay(db: &TestDatabase, kafka: &TestKafka) -> Child {
         .env("DATABASE_URL", &db.url)
         .env("KAFKA_BROKERS", &kafka.config.brokers)
         .env("KAFKA_TOPIC_PREFIX", &kafka.config.topic_prefix)
+        .env("ADMIN_BIND", "127.0.0.1:0")
         .env("RELAY_POLL_INTERVAL_MS", "50")
         .env("RELAY_STANDBY_RETRY_MS", "200")
         .env("RELAY_BATCH_SIZE", "20")

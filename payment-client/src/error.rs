@@ -49,6 +49,18 @@ impl PaymentError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable { .. } | Self::Timeout)
     }
+
+    /// A short name of the kind of failure, for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Declined { .. } => "declined",
+            Self::Invalid { .. } => "invalid",
+            Self::NotFound => "not_found",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Timeout => "timeout",
+            Self::CircuitOpen { .. } => "circuit_open",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -87,6 +87,20 @@ impl HttpPaymentProvider {
     /// request, and the caller must know its outcome is unknown.
     async fn call<T: DeserializeOwned>(
         &self,
+        operation: &'static str,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<T, PaymentError> {
+        let started = std::time::Instant::now();
+        let result = self.attempts(operation, build).await;
+        crate::metrics::record_call(operation, &result, started.elapsed());
+        crate::metrics::record_breaker(self.breaker.state());
+        result
+    }
+
+    /// The attempts of one [`call`](Self::call).
+    async fn attempts<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
         build: impl Fn() -> RequestBuilder,
     ) -> Result<T, PaymentError> {
         let mut attempt = 1;
@@ -114,6 +128,8 @@ impl HttpPaymentProvider {
                         delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                         "payment provider call failed; retrying"
                     );
+                    crate::metrics::record_retry(operation);
+                    crate::metrics::record_breaker(self.breaker.state());
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
@@ -161,7 +177,7 @@ impl PaymentProvider for HttpPaymentProvider {
     async fn charge(&self, request: &ChargeRequest) -> Result<Charge, PaymentError> {
         let url = self.url(&["charges"]);
         let body = ChargeBody::from(request);
-        self.call(|| {
+        self.call("charge", || {
             let post = self
                 .client
                 .post(url.clone())
@@ -182,7 +198,9 @@ impl PaymentProvider for HttpPaymentProvider {
         url.query_pairs_mut()
             .append_pair("reference", &reference.to_string());
         let list: ChargeList = self
-            .call(|| traced(self.client.get(url.clone()), traceparent))
+            .call("lookup", || {
+                traced(self.client.get(url.clone()), traceparent)
+            })
             .await?;
         Ok(list.charges)
     }
@@ -195,7 +213,7 @@ impl PaymentProvider for HttpPaymentProvider {
         traceparent: Option<&str>,
     ) -> Result<Charge, PaymentError> {
         let url = self.url(&["charges", charge_id, "refund"]);
-        self.call(|| {
+        self.call("refund", || {
             let post = self
                 .client
                 .post(url.clone())

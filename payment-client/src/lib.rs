@@ -13,6 +13,7 @@ pub mod config;
 pub mod decode;
 pub mod error;
 pub mod http;
+mod metrics;
 pub mod model;
 pub mod provider;
 

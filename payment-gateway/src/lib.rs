@@ -70,6 +70,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let listener = TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;
+    platform::metrics::spawn_pool_sampler(pool.clone(), "gateway", shutdown.clone());
     let state = AppState::new(pool.clone(), config.behaviour());
     platform::http::serve(listener, router(state), shutdown)
         .await

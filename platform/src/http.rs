@@ -217,11 +217,13 @@ pub fn health_router(readiness: ReadinessCheck) -> Router {
         )
 }
 
-/// Adds what every API wants: the body limit, request tracing, panics
-/// turned into 500 problems, and problem+json for unknown routes (404) and
-/// wrong methods (405, with `Allow`).
+/// Adds what every API wants: `GET /metrics`, request metrics, the body
+/// limit, request tracing, panics turned into 500 problems, and
+/// problem+json for unknown routes (404) and wrong methods (405, with
+/// `Allow`).
 pub fn with_common_layers(router: Router) -> Router {
     router
+        .merge(crate::metrics::router())
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -232,6 +234,7 @@ pub fn with_common_layers(router: Router) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|_| {
             Problem::internal().into_response()

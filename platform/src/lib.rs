@@ -1,9 +1,10 @@
 //! Plumbing shared by every process of the system: database pools, Kafka
-//! configuration and topics, telemetry, graceful shutdown and the HTTP
+//! configuration and topics, telemetry, Prometheus metrics, graceful shutdown and the HTTP
 //! building blocks (problem+json errors, JSON extraction, health probes).
 
 pub mod db;
 pub mod http;
 pub mod kafka;
+pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,4 +1,4 @@
-//! Logging and tracing set-up, the same for every process.
+//! Logging, tracing and metrics set-up, the same for every process.
 
 use std::io::IsTerminal;
 
@@ -22,7 +22,7 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
 }
 
-/// Installs the global subscriber; the filter comes from `RUST_LOG`
+/// Installs the global subscriber and the metrics recorder; the filter comes from `RUST_LOG`
 /// (default `info`). Safe to call more than once (later calls are ignored).
 pub fn init(service: &str, config: &TelemetryConfig) {
     let filter = EnvFilter::try_from_default_env()
@@ -48,4 +48,5 @@ pub fn init(service: &str, config: &TelemetryConfig) {
     if result.is_ok() {
         tracing::info!(service, "telemetry initialised");
     }
+    crate::metrics::install();
 }

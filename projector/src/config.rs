@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use platform::db::DbConfig;
 use platform::kafka::KafkaConfig;
+use platform::metrics::AdminConfig;
 use platform::telemetry::TelemetryConfig;
 
 use crate::consumer::ConsumerSettings;
@@ -52,6 +53,9 @@ pub struct ProjectorConfig {
     /// Logging.
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
+    /// Where `/metrics` and the health probes are served.
+    #[command(flatten)]
+    pub admin: AdminConfig,
     /// Kafka consumer group of the projector instances.
     #[arg(long, env = "PROJECTOR_GROUP_ID", default_value = "projector")]
     pub group_id: String,

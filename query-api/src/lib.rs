@@ -99,6 +99,7 @@ pub async fn run_on(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let pool = connect(&config)?;
+    platform::metrics::spawn_pool_sampler(pool.clone(), "query", shutdown.clone());
     let app = router(AppState::new(pool.clone(), config.settings()));
     platform::http::serve(listener, app, shutdown)
         .await

@@ -74,6 +74,9 @@ pub struct WorkerConfig {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub telemetry: TelemetryConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub admin: platform::metrics::AdminConfig,
     /// Kafka consumer group; instances in one group split the partitions.
     #[arg(long, env = "SAGA_GROUP_ID", default_value = "saga")]
     pub group_id: String,

@@ -60,18 +60,29 @@ impl Default for ConsumerSettings {
 }
 
 /// Records the partitions taken from this consumer by rebalances.
-#[derive(Default)]
 pub struct SagaContext {
     revoked: Mutex<Vec<TopicPartition>>,
+    group_id: String,
 }
 
 impl SagaContext {
+    fn new(group_id: &str) -> Self {
+        Self {
+            revoked: Mutex::default(),
+            group_id: group_id.to_owned(),
+        }
+    }
+
     fn take_revoked(&self) -> Vec<TopicPartition> {
         std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
-impl ClientContext for SagaContext {}
+impl ClientContext for SagaContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        platform::metrics::record_consumer_lag(&self.group_id, &statistics);
+    }
+}
 
 impl ConsumerContext for SagaContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -118,7 +129,11 @@ impl SagaConsumer {
             .set("auto.commit.interval.ms", "500")
             // A worker that dies is replaced within seconds, not 45.
             .set("session.timeout.ms", "10000")
-            .create_with_context(SagaContext::default())?;
+            .set(
+                "statistics.interval.ms",
+                platform::metrics::CONSUMER_STATISTICS_INTERVAL_MS,
+            )
+            .create_with_context(SagaContext::new(&settings.group_id))?;
         let topics = kafka.event_topics();
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names)?;

@@ -154,6 +154,7 @@ impl DeadLetters {
         .execute(&self.pool)
         .await?;
         tracing::error!(topic = %letter.topic, partition = letter.partition, offset = letter.offset, %reason, attempts, "message dead-lettered");
+        crate::metrics::record_dead_letter(&letter.topic);
         Ok(())
     }
 

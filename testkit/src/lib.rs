@@ -5,6 +5,7 @@
 
 pub mod database;
 pub mod kafka;
+pub mod prometheus;
 pub mod proxy;
 
 pub use database::TestDatabase;

@@ -132,12 +132,14 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            metrics::histogram!("command_batch_size").record(jobs.len() as f64);
             let leftovers = batch::run(&self.pool, &self.repository, jobs).await;
             retries.extend(leftovers.requeue);
             for mut job in leftovers.retry {
                 if job.attempt() >= self.settings.max_attempts {
                     let (stream_id, attempts) = (job.stream_id(), job.attempt());
                     tracing::warn!(%stream_id, attempts, "giving up after repeated conflicts");
+                    metrics::counter!("command_retries_exhausted_total").increment(1);
                     job.answer(Err(ApiError::RetriesExhausted {
                         stream_id,
                         attempts,

@@ -163,7 +163,9 @@ impl Relay {
         }
         tracing::info!("became the active relay");
         self.role.send_replace(RelayRole::Leader);
+        metrics::gauge!("relay_is_leader").set(1.0);
         let result = self.lead(&mut conn, shutdown).await;
+        metrics::gauge!("relay_is_leader").set(0.0);
         // Closing the session releases the advisory lock (after the
         // producer of this leadership was dropped, in `lead`).
         let _ = conn.close().await;

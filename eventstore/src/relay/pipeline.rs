@@ -61,6 +61,8 @@ pub(super) enum Acked {
 
 struct InFlight {
     positions: Vec<i64>,
+    /// The topic of each position, for the published-events metric.
+    topics: Vec<String>,
     deliveries: VecDeque<DeliveryFuture>,
     sent_at: Instant,
 }
@@ -105,14 +107,17 @@ impl<'a> Pipeline<'a> {
     pub(super) async fn send(&mut self, batch: &[Outgoing]) -> Result<(), DeliveryError> {
         let mut sent = InFlight {
             positions: Vec::with_capacity(batch.len()),
+            topics: Vec::with_capacity(batch.len()),
             deliveries: VecDeque::with_capacity(batch.len()),
             sent_at: Instant::now(),
         };
         let mut refused = None;
         for event in batch {
-            match self.enqueue(event).await {
+            let topic = self.kafka.topic_for(&event.stream_type);
+            match self.enqueue(&topic, event).await {
                 Ok(delivery) => {
                     sent.positions.push(event.global_position);
+                    sent.topics.push(topic);
                     sent.deliveries.push_back(delivery);
                 }
                 Err(source) => {
@@ -131,8 +136,7 @@ impl<'a> Pipeline<'a> {
         refused.map_or(Ok(()), Err)
     }
 
-    async fn enqueue(&self, event: &Outgoing) -> Result<DeliveryFuture, KafkaError> {
-        let topic = self.kafka.topic_for(&event.stream_type);
+    async fn enqueue(&self, topic: &str, event: &Outgoing) -> Result<DeliveryFuture, KafkaError> {
         let (event_id, key) = (event.event_id.to_string(), event.stream_id.to_string());
         let (version, position) = (
             event.stream_version.to_string(),
@@ -149,7 +153,7 @@ impl<'a> Pipeline<'a> {
             causation_id: &event.causation_id,
             traceparent: event.traceparent.as_deref(),
         });
-        let mut record = FutureRecord::to(&topic)
+        let mut record = FutureRecord::to(topic)
             .key(&key)
             .payload(&event.value)
             .headers(headers);
@@ -199,10 +203,12 @@ impl<'a> Pipeline<'a> {
                 },
             };
             let acked = oldest.positions[..done].to_vec();
+            crate::metrics::record_published(&oldest.topics[..done]);
             self.forget(&acked);
             return Acked::Failed(acked, failure);
         }
         let batch = self.window.pop_front().expect("a batch is in flight");
+        crate::metrics::record_published(&batch.topics);
         self.forget(&batch.positions);
         Acked::Batch(batch.positions)
     }

@@ -115,6 +115,7 @@ impl Consumer {
                         topic, partition, offset = delivery.offset, %reason,
                         "skipping a message that is not an event"
                     );
+                    crate::metrics::record_outcome(&topic, "undecodable", 1);
                     skipped += 1;
                 }
                 Ok((event, _))
@@ -122,6 +123,7 @@ impl Consumer {
                         .next()
                         .is_none() =>
                 {
+                    crate::metrics::record_outcome(&topic, "ignored", 1);
                     committed += 1;
                 }
                 Ok((event, correlation_id)) => {
@@ -134,6 +136,8 @@ impl Consumer {
             let Some(verdicts) = self.apply_with_retries(&events, shutdown).await else {
                 return false;
             };
+            crate::metrics::record_batch(&topic, &events, &verdicts);
+            crate::metrics::record_batch_size(events.len());
             for (verdict, (offset, event_id, correlation_id)) in verdicts.iter().zip(&origins) {
                 if let Verdict::Rejected(error) = verdict {
                     tracing::error!(

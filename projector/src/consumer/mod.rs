@@ -106,9 +106,14 @@ impl ConsumerStats {
 /// Logs partition assignments and publishes the current one.
 struct ProjectorContext {
     assignment: watch::Sender<Vec<(String, i32)>>,
+    group_id: String,
 }
 
-impl ClientContext for ProjectorContext {}
+impl ClientContext for ProjectorContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        platform::metrics::record_consumer_lag(&self.group_id, &statistics);
+    }
+}
 
 impl ConsumerContext for ProjectorContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -178,7 +183,14 @@ impl Consumer {
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
-            .create_with_context(ProjectorContext { assignment: sender })
+            .set(
+                "statistics.interval.ms",
+                platform::metrics::CONSUMER_STATISTICS_INTERVAL_MS,
+            )
+            .create_with_context(ProjectorContext {
+                assignment: sender,
+                group_id: settings.group_id.clone(),
+            })
             .map_err(ConsumerError::Kafka)?;
         let topics = kafka.event_topics();
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
