@@ -62,6 +62,7 @@ where
         let raw = read_body(Request::from_parts(parts.clone(), body), state).await?;
         let replayed = Request::from_parts(parts, Body::from(raw.clone()));
         let ApiJson(value) = ApiJson::<T>::from_request(replayed, state).await?;
+        platform::http::refuse_nul_characters(&raw)?;
         Ok(Self { value, raw })
     }
 }

@@ -177,6 +177,35 @@ fn json_rejection_problem(rejection: &JsonRejection) -> Problem {
     }
 }
 
+/// 400 when a JSON body holds a string (or member name) with U+0000,
+/// which PostgreSQL can store neither in `text` nor in `jsonb`: refused
+/// up front rather than failing the write with a 500. Cheap when there is
+/// none (a byte scan for the escape; JSON cannot carry a raw NUL).
+pub fn refuse_nul_characters(raw: &[u8]) -> Result<(), Problem> {
+    const ESCAPE: &[u8] = br"\u0000";
+    if !raw.windows(ESCAPE.len()).any(|w| w == ESCAPE) {
+        return Ok(());
+    }
+    // The escape may itself be escaped text (`"\\u0000"`): decide on the
+    // parsed strings.
+    fn has_nul(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(has_nul),
+            serde_json::Value::Object(members) => members
+                .iter()
+                .any(|(key, value)| key.contains('\0') || has_nul(value)),
+            _ => false,
+        }
+    }
+    match serde_json::from_slice::<serde_json::Value>(raw) {
+        Ok(value) if has_nul(&value) => Err(Problem::malformed(
+            "strings must not contain the NUL character (U+0000)",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A readiness check: `Ok` when every dependency the process needs answers.
 pub type ReadinessCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
@@ -253,4 +282,28 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nul_character_in_any_string_is_refused_and_escaped_text_is_not() {
+        for bad in [
+            r#"{"name":"a\u0000b"}"#,
+            r#"{"lines":[{"note":"\u0000"}]}"#,
+            r#"{"a\u0000":1}"#,
+        ] {
+            let problem = refuse_nul_characters(bad.as_bytes()).unwrap_err();
+            assert_eq!(problem.status, 400, "{bad}");
+        }
+        for good in [
+            r#"{"name":"plain"}"#,
+            r#"{"name":"backslash then \\u0000 as text"}"#,
+            "not json at all \\u0000",
+        ] {
+            assert!(refuse_nul_characters(good.as_bytes()).is_ok(), "{good}");
+        }
+    }
 }
