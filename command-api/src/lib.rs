@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod correlation;
+pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod handling;
@@ -27,5 +28,5 @@ mod state;
 pub use config::Config;
 pub use error::ApiError;
 pub use handling::writer::WriterSettings;
-pub use startup::{router, run};
+pub use startup::{openapi, router, run};
 pub use state::AppState;

@@ -5,21 +5,44 @@ use axum::{middleware, Router};
 use platform::http::{database_readiness, health_router, with_common_layers};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Config;
 use crate::correlation;
 use crate::routes;
 use crate::state::AppState;
 
-/// The whole HTTP API: command routes, health probes, the common layers
-/// (body limit, tracing, panics → 500) and the `X-Correlation-Id` middleware.
-pub fn router(state: AppState) -> Router {
-    let readiness = database_readiness(state.pool.clone());
-    let commands = Router::new()
+/// The command routes and their OpenAPI document.
+fn commands() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(routes::products::router())
         .merge(routes::orders::router())
-        .with_state(state);
-    let app = commands.merge(health_router(readiness));
+}
+
+/// The OpenAPI 3.1 document of the command API (served at `/openapi.json`).
+pub fn openapi() -> OpenApi {
+    document(commands().split_for_parts().1)
+}
+
+fn document(api: OpenApi) -> OpenApi {
+    platform::openapi::document(
+        api,
+        "Orders command API",
+        "Commands that append events to the log: register and restock products, place and \
+         cancel orders. Every error is `application/problem+json`.",
+    )
+}
+
+/// The whole HTTP API: command routes, health probes, `/openapi.json` and
+/// `/docs`, the common layers (metrics, body limit, tracing, panics → 500)
+/// and the `X-Correlation-Id` middleware.
+pub fn router(state: AppState) -> Router {
+    let readiness = database_readiness(state.pool.clone());
+    let (commands, api) = commands().with_state(state).split_for_parts();
+    let app = commands
+        .merge(health_router(readiness))
+        .merge(platform::openapi::router(&document(api)));
     with_common_layers(app).layer(middleware::from_fn(correlation::assign_command_id))
 }
 

@@ -6,5 +6,6 @@ pub mod db;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
+pub mod openapi;
 pub mod shutdown;
 pub mod telemetry;

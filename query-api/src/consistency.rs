@@ -25,9 +25,11 @@ pub trait Versioned {
 }
 
 /// The `?min_version=N` parameter of single-entity reads.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MinVersion {
     /// The stream version the client has seen (from a command response).
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub min_version: Option<u64>,
 }
 
@@ -54,7 +56,12 @@ where
 {
     let wanted = match min_version {
         None | Some(0) => None,
-        Some(n) => Some(i64::try_from(n).unwrap_or(i64::MAX)),
+        Some(n) => Some(i64::try_from(n).map_err(|_| {
+            ApiError::BadRequest(format!(
+                "`min_version` must be at most {} (a stream version), got {n}",
+                i64::MAX
+            ))
+        })?),
     };
     let deadline = Instant::now() + settings.min_version_wait;
     loop {

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod consistency;
+pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod model;
@@ -21,6 +22,8 @@ use axum::Router;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use config::{Config, Settings};
 pub use consistency::{STALE_HEADER, VERSION_HEADER};
@@ -56,16 +59,37 @@ impl AppState {
     }
 }
 
-/// The whole HTTP API: resources, health probes and the common layers.
+fn resources() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(routes::products::router())
+        .merge(routes::orders::router())
+}
+
+/// The OpenAPI 3.1 document of the query API (served at `/openapi.json`).
+pub fn openapi() -> OpenApi {
+    document(resources().split_for_parts().1)
+}
+
+fn document(api: OpenApi) -> OpenApi {
+    platform::openapi::document(
+        api,
+        "Orders query API",
+        "Read models built from the event log: products with stock levels, orders with their \
+         payment, a user's orders. `?min_version=` waits briefly for a version a command \
+         answered. Every error is `application/problem+json`.",
+    )
+}
+
+/// The whole HTTP API: resources, health probes, `/openapi.json` and
+/// `/docs`, and the common layers.
 pub fn router(state: AppState) -> Router {
     let health =
         platform::http::health_router(platform::http::database_readiness(state.pool.clone()));
-    let api = Router::new()
-        .merge(routes::products::router())
-        .merge(routes::orders::router())
-        .with_state(state)
-        .merge(health);
-    platform::http::with_common_layers(api)
+    let (resources, api) = resources().with_state(state).split_for_parts();
+    let app = resources
+        .merge(health)
+        .merge(platform::openapi::router(&document(api)));
+    platform::http::with_common_layers(app)
 }
 
 /// A lazily connecting pool for `config`: the process starts (and reports

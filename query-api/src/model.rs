@@ -42,7 +42,7 @@ macro_rules! payment_join {
 pub(crate) use payment_join;
 
 /// A catalog entry with its stock levels.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Product {
     /// The product (and inventory stream) id.
     pub product_id: Uuid,
@@ -67,7 +67,7 @@ impl Versioned for Product {
 }
 
 /// An order as its user sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Order {
     /// The order (and order stream) id.
     pub order_id: Uuid,
@@ -101,7 +101,7 @@ impl Versioned for Order {
 }
 
 /// One line of an order (an element of the `read.orders.lines` JSON array).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderLine {
     /// The product ordered.
     pub product_id: Uuid,
@@ -113,7 +113,7 @@ pub struct OrderLine {
 
 /// An order's payment (a row of `read.payments`). Members that do not apply
 /// yet (or to this outcome) are omitted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Payment {
     /// The payment (and payment stream) id.
     pub payment_id: Uuid,

@@ -4,8 +4,6 @@ use std::collections::HashMap;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use domain::aggregate::{Order, Product};
 use domain::order::{
@@ -13,8 +11,12 @@ use domain::order::{
 };
 use eventstore::LoadRequest;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::docs::{self, CommandProblems};
 use crate::error::ApiError;
 use crate::extract::{CommandHeaders, JsonBody};
 use crate::handling::{execute, Command, Reply, StreamState, View};
@@ -25,36 +27,39 @@ pub mod cancel;
 pub use cancel::CancelledOrder;
 
 /// The order routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/orders", post(place))
-        .route("/orders/{id}/cancel", post(cancel::cancel))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(place))
+        .routes(routes!(cancel::cancel))
 }
 
 /// Body of `POST /orders`. Unit prices are never taken from the client.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderRequest {
     /// Who orders (1..=64 characters).
+    #[schema(min_length = 1, max_length = 64)]
     pub user_id: String,
     /// What is ordered (1..=50 lines, distinct products).
+    #[schema(min_items = 1, max_items = 50)]
     pub lines: Vec<OrderLineRequest>,
     /// How it will be paid.
     pub payment: PaymentRequest,
 }
 
 /// One requested line.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderLineRequest {
     /// The product.
     pub product_id: Uuid,
     /// Units (1..=1000).
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: i64,
 }
 
 /// Payment details of an order.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentRequest {
     /// Opaque token the payment gateway will charge.
@@ -62,7 +67,7 @@ pub struct PaymentRequest {
 }
 
 /// Success body of `POST /orders`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OrderPlaced {
     /// The new order's id (UUIDv7).
     pub order_id: Uuid,
@@ -71,9 +76,18 @@ pub struct OrderPlaced {
     /// Global position of the last appended event.
     pub position: i64,
     /// The order's status (`PENDING`).
+    #[schema(value_type = String, example = "PENDING")]
     pub status: OrderStatus,
 }
 
+/// Place an order (priced from the product streams; the saga reserves, charges and confirms it).
+#[utoipa::path(post, path = "/orders", tag = "orders",
+    params(docs::CommandHeaders),
+    request_body = PlaceOrderRequest,
+    responses(
+        (status = 201, description = "Placed, PENDING; `Location` names the order", body = OrderPlaced),
+        CommandProblems,
+    ))]
 #[tracing::instrument(skip_all, fields(order_id, user_id = %body.value.user_id))]
 async fn place(
     State(state): State<AppState>,

@@ -2,34 +2,39 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::Router;
 use domain::aggregate::Product;
 use domain::product::{self, ProductCommand, ProductEvent, ProductState};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::docs::{self, CommandProblems};
 use crate::error::ApiError;
 use crate::extract::{ApiPath, CommandHeaders, JsonBody};
 use crate::handling::{execute, Command, Reply, StreamState, View};
 use crate::state::AppState;
 
 /// The product routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/products", post(register))
-        .route("/products/{id}/restock", post(restock))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(restock))
 }
 
 /// Body of `POST /products`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterProductRequest {
-    /// Display name.
+    /// Display name (surrounding whitespace trimmed; 1..=200 characters).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     /// Unit price in cents (> 0).
+    #[schema(minimum = 1)]
     pub price_cents: i64,
     /// Units on hand (>= 0).
+    #[schema(minimum = 0)]
     pub initial_stock: i64,
     /// The id to use; a UUIDv7 is generated when absent.
     #[serde(default)]
@@ -37,15 +42,16 @@ pub struct RegisterProductRequest {
 }
 
 /// Body of `POST /products/{id}/restock`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestockRequest {
     /// Units to add (> 0).
+    #[schema(minimum = 1)]
     pub quantity: i64,
 }
 
 /// Success body of both product commands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProductWritten {
     /// The product.
     pub product_id: Uuid,
@@ -55,6 +61,14 @@ pub struct ProductWritten {
     pub position: i64,
 }
 
+/// Register a product.
+#[utoipa::path(post, path = "/products", tag = "products",
+    params(docs::CommandHeaders),
+    request_body = RegisterProductRequest,
+    responses(
+        (status = 201, description = "Registered; `Location` names the product", body = ProductWritten),
+        CommandProblems,
+    ))]
 #[tracing::instrument(skip_all, fields(product_id))]
 async fn register(
     State(state): State<AppState>,
@@ -73,6 +87,11 @@ async fn register(
     execute(&state, headers.into_context(&body.raw), command).await
 }
 
+/// Add stock to a product.
+#[utoipa::path(post, path = "/products/{id}/restock", tag = "products",
+    params(("id" = Uuid, Path, description = "The product"), docs::CommandHeaders),
+    request_body = RestockRequest,
+    responses((status = 200, description = "Restocked", body = ProductWritten), CommandProblems))]
 #[tracing::instrument(skip(state, headers, body))]
 async fn restock(
     State(state): State<AppState>,

@@ -2,14 +2,16 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::consistency::{read_at_least, MinVersion};
+use crate::docs::QueryProblems;
 use crate::error::{ApiError, DbContext};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::model::{order_columns, payment_join, Order};
@@ -17,14 +19,14 @@ use crate::pagination::{into_page, OrderCursor, PageParams};
 use crate::AppState;
 
 /// The order routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/orders/{id}", get(get_order))
-        .route("/users/{user_id}/orders", get(list_user_orders))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_order))
+        .routes(routes!(list_user_orders))
 }
 
 /// A page of one user's orders.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OrderPage {
     /// Orders, newest first.
     pub orders: Vec<Order>,
@@ -41,6 +43,13 @@ struct UserOrderRow {
     order: Order,
 }
 
+/// One order, with its lines and payment.
+#[utoipa::path(get, path = "/orders/{id}", tag = "orders",
+    params(("id" = Uuid, Path, description = "The order"), MinVersion),
+    responses(
+        (status = 200, description = "The order (`ETag`/`X-Read-Model-Version` give its version)", body = Order),
+        QueryProblems,
+    ))]
 #[tracing::instrument(skip(state))]
 async fn get_order(
     State(state): State<AppState>,
@@ -54,6 +63,10 @@ async fn get_order(
     Ok(observed.into_response_or(|| format!("order {order_id} does not exist")))
 }
 
+/// One user's orders, newest first.
+#[utoipa::path(get, path = "/users/{user_id}/orders", tag = "orders",
+    params(("user_id" = String, Path, description = "The user"), PageParams),
+    responses((status = 200, description = "A page of orders", body = OrderPage), QueryProblems))]
 #[tracing::instrument(skip(state))]
 async fn list_user_orders(
     State(state): State<AppState>,

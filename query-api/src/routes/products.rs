@@ -2,13 +2,15 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 use sqlx::PgPool;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::consistency::{read_at_least, MinVersion};
+use crate::docs::QueryProblems;
 use crate::error::{ApiError, DbContext};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::model::{product_columns, Product};
@@ -16,14 +18,14 @@ use crate::pagination::{into_page, PageParams, ProductCursor};
 use crate::AppState;
 
 /// The product routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/products", get(list_products))
-        .route("/products/{id}", get(get_product))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_products))
+        .routes(routes!(get_product))
 }
 
 /// A page of the catalog.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProductPage {
     /// Products ordered by name, then id.
     pub products: Vec<Product>,
@@ -31,6 +33,13 @@ pub struct ProductPage {
     pub next: Option<String>,
 }
 
+/// One product with its stock levels.
+#[utoipa::path(get, path = "/products/{id}", tag = "products",
+    params(("id" = Uuid, Path, description = "The product"), MinVersion),
+    responses(
+        (status = 200, description = "The product (`ETag`/`X-Read-Model-Version` give its version)", body = Product),
+        QueryProblems,
+    ))]
 #[tracing::instrument(skip(state))]
 async fn get_product(
     State(state): State<AppState>,
@@ -44,6 +53,10 @@ async fn get_product(
     Ok(observed.into_response_or(|| format!("product {product_id} does not exist")))
 }
 
+/// The catalog, by name.
+#[utoipa::path(get, path = "/products", tag = "products",
+    params(PageParams),
+    responses((status = 200, description = "A page of products", body = ProductPage), QueryProblems))]
 #[tracing::instrument(skip(state))]
 async fn list_products(
     State(state): State<AppState>,

@@ -23,8 +23,10 @@ use domain::order::{self, OrderCommand, OrderEvent, OrderState, OrderStatus};
 use domain::payment::{payment_id_for, PaymentStatus};
 use eventstore::LoadRequest;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::docs::{self, CommandProblems};
 use crate::error::ApiError;
 use crate::extract::{ApiPath, CommandHeaders, NoBody};
 use crate::handling::{execute, Command, Reply, StreamState, View};
@@ -34,7 +36,7 @@ use crate::state::AppState;
 pub const USER_CANCEL_REASON: &str = "cancelled by user";
 
 /// Success body of `POST /orders/{id}/cancel`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CancelledOrder {
     /// The order.
     pub order_id: Uuid,
@@ -44,10 +46,17 @@ pub struct CancelledOrder {
     /// Global position of the order stream's last event.
     pub position: i64,
     /// The order's status: `CANCELLED`.
+    #[schema(value_type = String, example = "CANCELLED")]
     pub status: OrderStatus,
 }
 
-/// The handler: no body, or `{}`.
+/// Cancel an order before its payment is captured (no body, or `{}`).
+#[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders",
+    params(("id" = Uuid, Path, description = "The order"), docs::CommandHeaders),
+    responses(
+        (status = 200, description = "Cancelled (or already was)", body = CancelledOrder),
+        CommandProblems,
+    ))]
 #[tracing::instrument(skip(state, headers, _body))]
 pub(super) async fn cancel(
     State(state): State<AppState>,
