@@ -1,6 +1,7 @@
 //! Command-line / environment configuration of the `command-api` binary.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use platform::db::DbConfig;
 use platform::telemetry::TelemetryConfig;
@@ -42,6 +43,13 @@ pub struct Config {
     /// Most commands one writer puts in one transaction.
     #[arg(long, env = "COMMAND_API_MAX_BATCH", default_value_t = WriterSettings::default().max_batch)]
     pub max_batch: usize,
+
+    /// How long an `Idempotency-Key` is remembered, in seconds (the retry
+    /// window; default 24 h): the same key after that is a new command.
+    /// Expired records are deleted in the background.
+    #[arg(long, env = "IDEMPOTENCY_RETENTION_SECS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idempotency_retention_secs: u64,
 }
 
 impl Config {
@@ -50,6 +58,7 @@ impl Config {
         WriterSettings {
             writers: self.writers.max(1),
             max_batch: self.max_batch.max(1),
+            idempotency_retention: Duration::from_secs(self.idempotency_retention_secs),
             ..WriterSettings::default()
         }
     }

@@ -8,6 +8,7 @@
 //! is therefore recorded if and only if its effect committed.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::http::{HeaderValue, Method, StatusCode};
 use sha2::{Digest, Sha256};
@@ -20,6 +21,9 @@ pub const HEADER: &str = "idempotency-key";
 
 /// Longest key accepted, in characters.
 pub const MAX_KEY_CHARS: usize = 255;
+
+/// How long a key is remembered by default: 24 hours, the retry window.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A request's key and what identifies the request it was first used with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,11 +102,16 @@ pub fn lock_key(key: &str) -> i64 {
 }
 
 /// Takes each key's transaction-scoped advisory lock (without waiting) and
-/// looks up the responses recorded under the keys it got: one claim per
-/// key, in order. Keys must be distinct (a session's advisory locks are
-/// re-entrant, so a duplicate would claim its own key).
+/// looks up the responses recorded under the keys it got within
+/// `retention` (an older record is expired: the key is fresh again): one
+/// claim per key, in order. Keys must be distinct (a session's advisory
+/// locks are re-entrant, so a duplicate would claim its own key).
 #[tracing::instrument(skip_all, fields(keys = keys.len()))]
-pub async fn claim_all(conn: &mut PgConnection, keys: &[&str]) -> Result<Vec<Claim>, ApiError> {
+pub async fn claim_all(
+    conn: &mut PgConnection,
+    keys: &[&str],
+    retention: Duration,
+) -> Result<Vec<Claim>, ApiError> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
@@ -127,9 +136,11 @@ pub async fn claim_all(conn: &mut PgConnection, keys: &[&str]) -> Result<Vec<Cla
     if !claimed.is_empty() {
         let rows: Vec<(String, String, i16, serde_json::Value)> = sqlx::query_as(
             "SELECT idempotency_key, request_hash, response_status, response_body
-             FROM command.idempotency_keys WHERE idempotency_key = ANY($1)",
+             FROM command.idempotency_keys
+             WHERE idempotency_key = ANY($1) AND created_at > now() - make_interval(secs => $2)",
         )
         .bind(&claimed)
+        .bind(retention.as_secs_f64())
         .fetch_all(&mut *conn)
         .await
         .during(|| "looking up the idempotency keys".into())?;
@@ -153,13 +164,64 @@ pub async fn claim_all(conn: &mut PgConnection, keys: &[&str]) -> Result<Vec<Cla
         .collect())
 }
 
-/// Records each request's response (in the caller's transaction) and
-/// returns the bodies as stored, in order, so a first response is
-/// byte-identical to every replay.
+/// Deletes the records older than `retention` every `every` until
+/// `shutdown`, at most 10 000 per statement (expired records are already
+/// ignored by [`claim_all`]; this only frees the space). Counts them in
+/// `idempotency_keys_pruned_total`.
+pub fn spawn_pruner(
+    pool: sqlx::PgPool,
+    retention: Duration,
+    every: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    metrics::describe_counter!(
+        "idempotency_keys_pruned_total",
+        "Idempotency records deleted after the retry window."
+    );
+    platform::metrics::spawn_sampler("idempotency_pruner", every, shutdown, move || {
+        let pool = pool.clone();
+        async move {
+            loop {
+                let pruned = prune_expired(&pool, retention, 10_000)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                metrics::counter!("idempotency_keys_pruned_total").increment(pruned);
+                if pruned < 10_000 {
+                    return Ok(());
+                }
+            }
+        }
+    });
+}
+
+/// Deletes up to `limit` records older than `retention`; returns how many.
+pub async fn prune_expired(
+    pool: &sqlx::PgPool,
+    retention: Duration,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query(
+        "DELETE FROM command.idempotency_keys WHERE idempotency_key IN (
+             SELECT idempotency_key FROM command.idempotency_keys
+             WHERE created_at <= now() - make_interval(secs => $1)
+             ORDER BY created_at LIMIT $2
+             FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(retention.as_secs_f64())
+    .bind(limit)
+    .execute(pool)
+    .await?;
+    Ok(deleted.rows_affected())
+}
+
+/// Records each request's response (in the caller's transaction), in
+/// place of an expired record of the same key, and returns the bodies as
+/// stored, in order, so a first response is byte-identical to every replay.
 #[tracing::instrument(skip_all, fields(keys = records.len()))]
 pub async fn record_all(
     conn: &mut PgConnection,
     records: &[(&IdempotencyRequest, StatusCode, &serde_json::Value)],
+    retention: Duration,
 ) -> Result<Vec<serde_json::Value>, ApiError> {
     if records.is_empty() {
         return Ok(Vec::new());
@@ -180,6 +242,12 @@ pub async fn record_all(
                  (idempotency_key, request_hash, response_status, response_body)
              SELECT k, h, s, b FROM UNNEST($1::text[], $2::text[], $3::smallint[], $4::jsonb[])
                  AS t(k, h, s, b)
+             ON CONFLICT (idempotency_key) DO UPDATE
+                 SET request_hash = EXCLUDED.request_hash,
+                     response_status = EXCLUDED.response_status,
+                     response_body = EXCLUDED.response_body,
+                     created_at = now()
+                 WHERE idempotency_keys.created_at <= now() - make_interval(secs => $5)
              RETURNING idempotency_key, response_body
          )
          SELECT t.n, i.response_body
@@ -190,6 +258,7 @@ pub async fn record_all(
     .bind(&hashes)
     .bind(&statuses)
     .bind(&bodies)
+    .bind(retention.as_secs_f64())
     .fetch_all(&mut *conn)
     .await
     .during(|| "recording the idempotency keys".into())?;

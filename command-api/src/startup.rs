@@ -1,5 +1,7 @@
 //! Building the router and running the server.
 
+use std::time::Duration;
+
 use anyhow::Context;
 use axum::{middleware, Router};
 use platform::http::{database_readiness, health_router, with_common_layers};
@@ -61,6 +63,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .with_context(|| format!("binding {}", config.bind))?;
     platform::metrics::spawn_pool_sampler(pool.clone(), "command", shutdown.clone());
+    let retention = config.writer_settings().idempotency_retention;
+    crate::idempotency::spawn_pruner(
+        pool.clone(),
+        retention,
+        (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(300)),
+        shutdown.clone(),
+    );
     eventstore::metrics::describe();
     metrics::describe_histogram!(
         "command_batch_size",

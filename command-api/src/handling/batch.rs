@@ -3,6 +3,7 @@
 //! be retried in the next batch.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use eventstore::{append_batch, Appended, Repository, StreamAppend, StreamOutcome};
 use sqlx::PgPool;
@@ -43,8 +44,9 @@ pub(crate) async fn run(
     pool: &PgPool,
     repository: &Repository,
     jobs: Vec<Box<dyn Job>>,
+    key_retention: Duration,
 ) -> Leftovers {
-    let outcomes = transact(pool, repository, &jobs).await;
+    let outcomes = transact(pool, repository, &jobs, key_retention).await;
     let mut leftovers = Leftovers::default();
     match outcomes {
         Ok(outcomes) => {
@@ -79,6 +81,7 @@ async fn transact(
     pool: &PgPool,
     repository: &Repository,
     jobs: &[Box<dyn Job>],
+    key_retention: Duration,
 ) -> Result<Vec<Outcome>, ApiError> {
     let mut outcomes: Vec<Option<Outcome>> = jobs.iter().map(|_| None).collect();
     let mut tx = pool
@@ -101,7 +104,7 @@ async fn transact(
         }
     }
     let key_list: Vec<&str> = keyed.iter().map(|(_, key)| *key).collect();
-    let claims = idempotency::claim_all(&mut tx, &key_list).await?;
+    let claims = idempotency::claim_all(&mut tx, &key_list, key_retention).await?;
     for ((index, _), claim) in keyed.iter().zip(claims) {
         let job = &jobs[*index];
         let request = job.context().idempotency.as_ref().expect("keyed job");
@@ -244,7 +247,7 @@ async fn transact(
             (request, reply.status, &reply.body)
         })
         .collect();
-    let stored = idempotency::record_all(&mut tx, &records).await?;
+    let stored = idempotency::record_all(&mut tx, &records, key_retention).await?;
     for ((index, mut reply), body) in to_record.into_iter().zip(stored) {
         reply.body = body;
         outcomes[index] = Some(Outcome::Answer(Ok(reply)));

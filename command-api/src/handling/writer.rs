@@ -3,6 +3,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::time::Duration;
 
 use domain::Aggregate;
 use eventstore::Repository;
@@ -26,6 +27,9 @@ pub struct WriterSettings {
     pub queue_capacity: usize,
     /// Attempts per command when its stream keeps moving (409 after).
     pub max_attempts: u32,
+    /// How long an `Idempotency-Key` is remembered (the retry window): a
+    /// key used again after that is a new command.
+    pub idempotency_retention: Duration,
 }
 
 impl Default for WriterSettings {
@@ -35,6 +39,7 @@ impl Default for WriterSettings {
             max_batch: 256,
             queue_capacity: 4_096,
             max_attempts: 5,
+            idempotency_retention: crate::idempotency::DEFAULT_RETENTION,
         }
     }
 }
@@ -133,7 +138,13 @@ impl Writer {
                 }
             }
             metrics::histogram!("command_batch_size").record(jobs.len() as f64);
-            let leftovers = batch::run(&self.pool, &self.repository, jobs).await;
+            let leftovers = batch::run(
+                &self.pool,
+                &self.repository,
+                jobs,
+                self.settings.idempotency_retention,
+            )
+            .await;
             retries.extend(leftovers.requeue);
             for mut job in leftovers.retry {
                 if job.attempt() >= self.settings.max_attempts {
