@@ -36,16 +36,14 @@ async fn main() -> anyhow::Result<()> {
     platform::telemetry::init("outbox-relay", &config.telemetry);
     let pool = platform::db::connect_lazy(&config.db).context("configuring the database pool")?;
     let shutdown = platform::shutdown::on_signal();
-    let admin = config.admin.address(platform::metrics::RELAY_ADMIN);
-    let admin = platform::metrics::serve_admin(
-        admin,
-        platform::http::database_readiness(pool.clone()),
-        shutdown.clone(),
+    platform::metrics::start_worker_admin(
+        &config.admin,
+        platform::metrics::RELAY_ADMIN,
+        &pool,
+        "relay",
+        &shutdown,
     )
-    .await
-    .with_context(|| format!("binding the admin endpoint {admin}"))?;
-    tracing::info!(%admin, "metrics at /metrics");
-    platform::metrics::spawn_pool_sampler(pool.clone(), "relay", shutdown.clone());
+    .await?;
     eventstore::metrics::spawn_outbox_sampler(
         pool.clone(),
         std::time::Duration::from_secs(2),

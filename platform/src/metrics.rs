@@ -153,6 +153,27 @@ pub async fn serve_admin(
     Ok(address)
 }
 
+/// What every worker does at start: serves `/metrics` and its health probes
+/// (ready when `pool` answers) on `config`'s address or `default`, and
+/// samples `pool` as `pool_name`. Fails if the address cannot be bound.
+pub async fn start_worker_admin(
+    config: &AdminConfig,
+    default: SocketAddr,
+    pool: &PgPool,
+    pool_name: &'static str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    use anyhow::Context as _;
+    let bind = config.address(default);
+    let readiness = crate::http::database_readiness(pool.clone());
+    let address = serve_admin(bind, readiness, shutdown.clone())
+        .await
+        .with_context(|| format!("binding the admin endpoint {bind}"))?;
+    tracing::info!(%address, "metrics at /metrics");
+    spawn_pool_sampler(pool.clone(), pool_name, shutdown.clone());
+    Ok(address)
+}
+
 /// Runs `sample` every `every` until `shutdown`, logging (not propagating)
 /// its failures: a sampler that cannot reach its source leaves the last
 /// values in place.

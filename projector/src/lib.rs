@@ -34,16 +34,14 @@ pub use replay::{replay, ProgressMode, ReplayError, ReplayOptions, ReplaySummary
 /// consumes them.
 pub async fn run(config: ProjectorConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let pool = platform::db::connect_lazy(&config.db).context("invalid database URL")?;
-    let admin = config.admin.address(platform::metrics::PROJECTOR_ADMIN);
-    let admin = platform::metrics::serve_admin(
-        admin,
-        platform::http::database_readiness(pool.clone()),
-        shutdown.clone(),
+    platform::metrics::start_worker_admin(
+        &config.admin,
+        platform::metrics::PROJECTOR_ADMIN,
+        &pool,
+        "projector",
+        &shutdown,
     )
-    .await
-    .with_context(|| format!("binding the admin endpoint {admin}"))?;
-    tracing::info!(%admin, "metrics at /metrics");
-    platform::metrics::spawn_pool_sampler(pool.clone(), "projector", shutdown.clone());
+    .await?;
     crate::metrics::describe();
     if !config.kafka.ensure_topics_when_available(&shutdown).await {
         return Ok(());

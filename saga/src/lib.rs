@@ -39,16 +39,14 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     let mut db = config.db.clone();
     db.max_connections = config::pool_size(db.max_connections, &settings);
     let pool = platform::db::connect_lazy(&db).context("invalid database URL")?;
-    let admin = config.admin.address(platform::metrics::SAGA_ADMIN);
-    let admin = platform::metrics::serve_admin(
-        admin,
-        platform::http::database_readiness(pool.clone()),
-        shutdown.clone(),
+    platform::metrics::start_worker_admin(
+        &config.admin,
+        platform::metrics::SAGA_ADMIN,
+        &pool,
+        "saga",
+        &shutdown,
     )
-    .await
-    .with_context(|| format!("binding the admin endpoint {admin}"))?;
-    tracing::info!(%admin, "metrics at /metrics");
-    platform::metrics::spawn_pool_sampler(pool.clone(), "saga", shutdown.clone());
+    .await?;
     crate::metrics::spawn_samplers(pool.clone(), Duration::from_secs(5), shutdown.clone());
     if !config.kafka.ensure_topics_when_available(&shutdown).await {
         return Ok(());
