@@ -31,7 +31,7 @@ BENCH_ARGS ?=
 # Extend when new services land, e.g. `PROCS += saga-worker payment-gateway`.
 PROCS ?= command-api outbox-relay projector query-api payment-gateway saga-worker
 
-.PHONY: help infra-up infra-down infra-clean infra-status build release test lint fuzz-api run demo bench bench-quick replay
+.PHONY: help infra-up infra-down infra-clean infra-status build release test lint fuzz-api compose-check run demo bench bench-quick replay
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-13s %s\n", $$1, $$2 }'
@@ -89,6 +89,9 @@ bench: infra-up ## run the benchmark suite on a release build (several minutes; 
 fuzz-api: infra-up ## schemathesis against both APIs' /openapi.json: no 5xx, errors are problem+json (FUZZ_MAX_EXAMPLES=50)
 	$(CARGO) build -p command-api -p query-api --bins
 	DATABASE_URL='$(DATABASE_URL)' bash infra/fuzz-api.sh
+
+compose-check: ## validate Dockerfile + compose.yaml (with a compose implementation if there is one; always a structural check)
+	bash infra/compose-check.sh
 
 bench-quick: infra-up ## every stage of the suite at small sizes, debug build (CI; asserts nothing about speed)
 	$(CARGO) build -p bench
