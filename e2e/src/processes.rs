@@ -18,12 +18,21 @@ pub fn binary(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("the {name} binary is built by `cargo test --workspace`"))
 }
 
-/// A free local port (bound and released; another process could take it
-/// first, which would make the child fail to bind and the test fail loudly).
+/// A local port that is free now, below the kernel's ephemeral range (where
+/// the port-0 listeners of other tests land). Another process may still
+/// take it before the child binds it: [`Process::wait_ready`] then starts
+/// the child again on another port.
 pub fn free_address() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (std::process::id().wrapping_mul(7919).wrapping_add(n) % 12_000);
+        let address = SocketAddr::from(([127, 0, 0, 1], u16::try_from(port).expect("< 32000")));
+        if std::net::TcpListener::bind(address).is_ok() {
+            return address;
+        }
+    }
 }
 
 /// A running child process, killed when dropped.
@@ -33,6 +42,8 @@ pub struct Process {
     /// Where it serves HTTP (its API, or its admin endpoint for workers).
     pub address: SocketAddr,
     child: Child,
+    command: Command,
+    bind_var: &'static str,
 }
 
 impl Process {
@@ -41,13 +52,38 @@ impl Process {
         format!("http://{}", self.address)
     }
 
-    /// Waits until `GET /health/ready` answers 200, or panics (with the
-    /// child's exit status if it died) after `timeout`.
+    /// Starts `command` with `bind_var` set to a free address.
+    fn spawn(name: &'static str, bind_var: &'static str, mut command: Command) -> Self {
+        let address = free_address();
+        command.env(bind_var, address.to_string());
+        let child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("start {name}: {error}"));
+        Self {
+            name,
+            address,
+            child,
+            command,
+            bind_var,
+        }
+    }
+
+    /// Waits until `GET /health/ready` answers 200, or panics after
+    /// `timeout`. A child that exits early (its port was taken meanwhile)
+    /// is started again on another port, twice at most.
     pub async fn wait_ready(&mut self, http: &reqwest::Client, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut restarts = 0;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{} exited early: {status}", self.name);
+                assert!(restarts < 2, "{} exited early: {status}", self.name);
+                restarts += 1;
+                self.address = free_address();
+                self.command.env(self.bind_var, self.address.to_string());
+                self.child = self
+                    .command
+                    .spawn()
+                    .unwrap_or_else(|error| panic!("restart {}: {error}", self.name));
             }
             let ready = http
                 .get(format!("{}/health/ready", self.url()))
@@ -94,15 +130,13 @@ impl Processes {
     /// Starts every binary over `db` and `kafka` and waits until each is ready.
     pub async fn start(db: &TestDatabase, kafka: &TestKafka, http: &reqwest::Client) -> Self {
         let prefix = kafka.config.topic_prefix.clone();
-        let spawn = |name: &'static str, bind_var: &str, extra: &[(&str, String)]| {
-            let address = free_address();
+        let spawn = |name: &'static str, bind_var: &'static str, extra: &[(&str, String)]| {
             let mut command = Command::new(binary(name));
             command
                 .env("DATABASE_URL", &db.url)
                 .env("QUERY_DATABASE_URL", &db.query_url)
                 .env("KAFKA_BROKERS", &kafka.config.brokers)
                 .env("KAFKA_TOPIC_PREFIX", &prefix)
-                .env(bind_var, address.to_string())
                 .env(
                     "RUST_LOG",
                     std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -111,16 +145,12 @@ impl Processes {
             for (key, value) in extra {
                 command.env(key, value);
             }
-            let child = command
-                .spawn()
-                .unwrap_or_else(|error| panic!("start {name}: {error}"));
-            Process {
-                name,
-                address,
-                child,
-            }
+            Process::spawn(name, bind_var, command)
         };
-        let payment_gateway = spawn("payment-gateway", "PAYMENT_GATEWAY_BIND", &[]);
+        let timeout = Duration::from_secs(60);
+        // Ready first: the saga worker is given its address.
+        let mut payment_gateway = spawn("payment-gateway", "PAYMENT_GATEWAY_BIND", &[]);
+        payment_gateway.wait_ready(http, timeout).await;
         let gateway_url = payment_gateway.url();
         let mut processes = Self {
             command_api: spawn("command-api", "COMMAND_API_BIND", &[]),
@@ -147,7 +177,6 @@ impl Processes {
             ),
             payment_gateway,
         };
-        let timeout = Duration::from_secs(60);
         for process in processes.all_mut() {
             process.wait_ready(http, timeout).await;
         }
