@@ -83,13 +83,20 @@ impl Letter {
     }
 }
 
-/// What a re-drive did.
+/// What re-driving one letter did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Redrive {
     /// Processed; now marked re-driven. What the handler did.
     Done(String),
     /// Failed again; still parked. Why.
     FailedAgain(String),
-    /// It was not parked (already re-driven).
-    NotParked,
+}
+
+/// One re-driven letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redriven {
+    /// The letter.
+    pub id: i64,
+    /// What happened.
+    pub outcome: Redrive,
 }

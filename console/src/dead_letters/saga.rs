@@ -4,7 +4,9 @@
 
 use sqlx::PgPool;
 
-use super::{Letter, Redrive, Source};
+use saga::handler::Handled;
+
+use super::{Letter, Redrive, Redriven, Source};
 use crate::error::{ConsoleError, DbContext};
 
 fn letter(stored: saga::dead_letter::DeadLetter) -> Letter {
@@ -42,20 +44,38 @@ pub async fn show(pool: &PgPool, id: i64) -> Result<Option<Letter>, ConsoleError
     Ok(stored.map(letter))
 }
 
-/// Re-drives dead letter `id` through `handler` (whose pool may write).
+/// Re-drives parked dead letter `id`, or every parked one oldest first
+/// (stopping at the first that fails again), through `handler` (whose pool
+/// may write); what happened to each.
 pub async fn redrive(
     pool: &PgPool,
     handler: &saga::Handler,
-    id: i64,
-) -> Result<Redrive, ConsoleError> {
-    let results = saga::dead_letter::redrive(pool, handler, Some(id))
+    id: Option<i64>,
+) -> Result<Vec<Redriven>, ConsoleError> {
+    let results = saga::dead_letter::redrive(pool, handler, id)
         .await
-        .db_context(|| format!("re-driving saga dead letter #{id}"))?;
-    Ok(match results.into_iter().next() {
-        None => Redrive::NotParked,
-        Some(result) => match result.outcome {
-            Ok(handled) => Redrive::Done(format!("{handled:?}")),
-            Err(error) => Redrive::FailedAgain(error),
-        },
-    })
+        .db_context(|| "re-driving saga dead letters".to_owned())?;
+    Ok(results
+        .into_iter()
+        .map(|result| Redriven {
+            id: result.id,
+            outcome: match result.outcome {
+                Ok(handled) => Redrive::Done(describe(&handled)),
+                Err(error) => Redrive::FailedAgain(error),
+            },
+        })
+        .collect())
+}
+
+/// What the saga's handler did, for a person.
+fn describe(handled: &Handled) -> String {
+    match handled {
+        Handled::Ignored => "the saga does not react to this event".to_owned(),
+        Handled::Duplicate => "the saga had handled this event already; nothing changed".to_owned(),
+        Handled::Applied {
+            order_id,
+            effect_due: true,
+        } => format!("applied to order {order_id}; a provider call is now due"),
+        Handled::Applied { order_id, .. } => format!("applied to order {order_id}"),
+    }
 }

@@ -1,7 +1,8 @@
 //! `GET /dead-letters` (every source's letters, parked ones unless
 //! `?all=true`), `GET /dead-letters/{source}/{id}` (one letter: payload,
-//! headers, reason) and `POST /dead-letters/{source}/{id}/redrive`, the
-//! console's only write, which needs the admin token.
+//! headers, reason), and the console's only writes, which need the admin
+//! token: `POST /dead-letters/{source}/{id}/redrive` (one letter) and
+//! `POST /dead-letters/{source}/redrive` (every parked one, oldest first).
 
 use std::fmt::Write as _;
 
@@ -12,7 +13,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 
-use crate::dead_letters::{self, Letter, Redrive, Source};
+use crate::dead_letters::{self, Letter, Redrive, Redriven, Source};
 use crate::error::ConsoleError;
 use crate::html::{esc, pretty, time, Page, Section};
 use crate::AppState;
@@ -23,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/dead-letters", get(list))
         .route("/dead-letters/{source}/{id}", get(show))
         .route("/dead-letters/{source}/{id}/redrive", post(redrive))
+        .route("/dead-letters/{source}/redrive", post(redrive_all))
 }
 
 /// `?all=true` also lists re-driven letters.
@@ -69,8 +71,13 @@ async fn list(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Page, ConsoleError> {
     let Query(query) = query?;
-    let mut body = String::from(r#"<p class="muted">"#);
-    body.push_str(if query.all {
+    list_page(&state, query.all, String::new()).await
+}
+
+async fn list_page(state: &AppState, all: bool, notice: String) -> Result<Page, ConsoleError> {
+    let mut body = notice;
+    body.push_str(r#"<p class="muted">"#);
+    body.push_str(if all {
         r#"Every dead letter, re-driven ones too. <a href="/dead-letters">Only parked ones</a>"#
     } else {
         r#"Parked dead letters, oldest first. <a href="/dead-letters?all=true">Include re-driven ones</a>"#
@@ -80,7 +87,7 @@ async fn list(
         body.push_str(DISABLED);
     }
     for source in Source::ALL {
-        let letters = list_of(&state, source, query.all).await?;
+        let letters = list_of(state, source, all).await?;
         let _ = write!(
             body,
             r#"<section class="card"><h2>{label} <span class="muted">({count})</span></h2>"#,
@@ -112,6 +119,15 @@ async fn list(
                 );
             }
             body.push_str("</tbody></table>");
+            if state.token().enabled() && letters.iter().any(Letter::is_parked) {
+                let _ = write!(
+                    body,
+                    r#"<form method="post" action="/dead-letters/{slug}/redrive" class="redrive-all" id="redrive-all-{slug}">
+<label>Admin token <input type="password" name="token" autocomplete="off" required></label>
+<button type="submit">Re-drive every parked letter, oldest first</button></form>"#,
+                    slug = source.slug()
+                );
+            }
         }
         body.push_str("</section>");
     }
@@ -158,8 +174,8 @@ fn letter_page(state: &AppState, letter: &Letter, notice: Option<String>) -> Pag
 <dt>Tries</dt><dd>{attempts}</dd>
 <dt>Parked</dt><dd>{at}</dd>
 </dl></section>
-<section class="card"><h2>Payload</h2><pre id="letter-payload">{payload}</pre></section>
-<section class="card"><h2>Headers</h2><pre id="letter-headers">{headers}</pre></section>"#,
+<div class="cards"><section class="card"><h2>Payload</h2><pre id="letter-payload">{payload}</pre></section>
+<section class="card"><h2>Headers</h2><pre id="letter-headers">{headers}</pre></section></div>"#,
         status = esc(&letter.status),
         reason = esc(&letter.reason),
         topic = esc(&letter.topic),
@@ -209,36 +225,94 @@ async fn redrive(
     let form = form.map(|Form(form)| form).unwrap_or_default();
     state.token().authorize(&headers, form.token.as_deref())?;
     find(&state, source, id).await?;
-    let outcome = match source {
-        Source::Saga => dead_letters::saga::redrive(state.writer(), state.saga(), id).await?,
-    };
-    tracing::info!(
-        source = source.slug(),
-        id,
-        ?outcome,
-        "re-drive requested from the console"
-    );
+    let results = redrive_in(&state, source, Some(id)).await?;
     let letter = find(&state, source, id).await?;
-    let (status, notice) = match outcome {
-        Redrive::Done(handled) => (
+    let (status, notice) = match results.into_iter().next() {
+        Some(Redriven {
+            outcome: Redrive::Done(done),
+            ..
+        }) => (
             StatusCode::OK,
             format!(
                 r#"<p class="ok" id="redrive-result">Re-driven: {}</p>"#,
-                esc(handled)
+                esc(done)
             ),
         ),
-        Redrive::FailedAgain(error) => (
+        Some(Redriven {
+            outcome: Redrive::FailedAgain(error),
+            ..
+        }) => (
             StatusCode::CONFLICT,
             format!(
                 r#"<p class="error" id="redrive-result">Failed again, still parked: {}</p>"#,
                 esc(error)
             ),
         ),
-        Redrive::NotParked => (
+        None => (
             StatusCode::CONFLICT,
             r#"<p class="error" id="redrive-result">Not parked: it was re-driven already.</p>"#
                 .to_owned(),
         ),
     };
     Ok(letter_page(&state, &letter, Some(notice)).with_status(status))
+}
+
+async fn redrive_in(
+    state: &AppState,
+    source: Source,
+    id: Option<i64>,
+) -> Result<Vec<Redriven>, ConsoleError> {
+    let results = match source {
+        Source::Saga => dead_letters::saga::redrive(state.writer(), state.saga(), id).await?,
+    };
+    for result in &results {
+        tracing::info!(source = source.slug(), id = result.id, outcome = ?result.outcome, "re-driven from the console");
+    }
+    Ok(results)
+}
+
+#[tracing::instrument(skip(state, headers, path, form))]
+async fn redrive_all(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    form: Result<Form<RedriveForm>, FormRejection>,
+) -> Result<Page, ConsoleError> {
+    let Path(source) = path.map_err(|r| ConsoleError::BadRequest(r.body_text()))?;
+    let source = Source::parse(&source)?;
+    let form = form.map(|Form(form)| form).unwrap_or_default();
+    state.token().authorize(&headers, form.token.as_deref())?;
+    let results = redrive_in(&state, source, None).await?;
+    let failed = results
+        .iter()
+        .any(|r| matches!(r.outcome, Redrive::FailedAgain(_)));
+    let mut notice =
+        String::from(r#"<section class="card" id="redrive-results"><h2>Re-drive</h2>"#);
+    if results.is_empty() {
+        notice.push_str(r#"<p class="muted">Nothing was parked.</p>"#);
+    }
+    notice.push_str("<ul>");
+    for result in &results {
+        let _ = match &result.outcome {
+            Redrive::Done(done) => write!(
+                notice,
+                r#"<li class="ok">#{}: re-driven: {}</li>"#,
+                result.id,
+                esc(done)
+            ),
+            Redrive::FailedAgain(error) => write!(
+                notice,
+                r#"<li class="error">#{}: failed again, still parked (later letters were left alone): {}</li>"#,
+                result.id,
+                esc(error)
+            ),
+        };
+    }
+    notice.push_str("</ul></section>");
+    let status = if failed {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
+    Ok(list_page(&state, false, notice).await?.with_status(status))
 }

@@ -28,9 +28,11 @@ async fn show(
 ) -> Result<Page, ConsoleError> {
     let order_id = uuid_segment(id, "order")?;
     let timeline = timeline::load(state.reader(), order_id).await?;
-    let mut body = summary(&timeline);
+    let mut body = String::from(r#"<div class="cards">"#);
+    body.push_str(&summary(&timeline));
     body.push_str(&saga(&timeline));
     body.push_str(&payment(&timeline));
+    body.push_str("</div>");
     body.push_str(&events(&timeline));
     Ok(Page::new(
         Section::Orders,
@@ -134,8 +136,26 @@ fn saga(timeline: &Timeline) -> String {
     out
 }
 
+/// A small serialized value in one line: `CAPTURED, charge_id ch_1…`.
 fn json_text<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
+    fn plain(value: &serde_json::Value) -> String {
+        match value {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::Object(fields)) => fields
+            .iter()
+            .map(|(key, value)| match key.as_str() {
+                "status" | "kind" | "type" => plain(value),
+                _ => format!("{key} {}", plain(value)),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        Ok(other) => plain(&other),
+        Err(_) => String::new(),
+    }
 }
 
 fn payment(timeline: &Timeline) -> String {

@@ -168,3 +168,44 @@ async fn redrive_needs_the_right_token_and_then_processes_the_letter() {
     let all = console.get("/dead-letters?all=true").await;
     assert!(all.body.contains(&format!(r#"data-letter="{id}""#)));
 }
+
+#[tokio::test]
+async fn redrive_all_processes_every_parked_letter_oldest_first_behind_the_token() {
+    let console = Console::start_with(Some(TOKEN)).await;
+    let (first, _) = park_an_order(&console).await;
+    let list = console.get("/dead-letters").await;
+    assert!(list.body.contains(r#"id="redrive-all-saga""#));
+    let refused = console
+        .post_form("/dead-letters/saga/redrive", None, None)
+        .await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(status(&console, first).await, "parked");
+
+    let done = console
+        .post_form("/dead-letters/saga/redrive", None, Some(TOKEN))
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let results = between(&done.body, r#"id="redrive-results""#, "</section>");
+    assert!(
+        results.contains(&format!("#{first}: re-driven: applied to order")),
+        "{results}"
+    );
+    assert_eq!(status(&console, first).await, "redriven");
+    assert!(
+        !done.body.contains(r#"id="redrive-all-saga""#),
+        "nothing left to re-drive"
+    );
+
+    let nothing = console
+        .post_form("/dead-letters/saga/redrive", Some(TOKEN), None)
+        .await;
+    assert_eq!(nothing.status, 200);
+    assert!(nothing.body.contains("Nothing was parked."));
+    assert_eq!(
+        console
+            .post_form("/dead-letters/elsewhere/redrive", Some(TOKEN), None)
+            .await
+            .status,
+        404
+    );
+}
