@@ -110,6 +110,9 @@ impl Drop for Process {
     }
 }
 
+/// The admin token the console of [`Processes::start`] is given.
+pub const CONSOLE_ADMIN_TOKEN: &str = "e2e-console-admin-token";
+
 /// Every process of the system, as `make run` starts them.
 pub struct Processes {
     /// The command API.
@@ -124,6 +127,8 @@ pub struct Processes {
     pub projector: Process,
     /// The saga worker (admin endpoint).
     pub saga_worker: Process,
+    /// The web console (re-drive with [`CONSOLE_ADMIN_TOKEN`]).
+    pub console: Process,
 }
 
 impl Processes {
@@ -175,6 +180,14 @@ impl Processes {
                     ("PAYMENT_GATEWAY_URL", gateway_url),
                 ],
             ),
+            console: spawn(
+                "console",
+                "CONSOLE_BIND",
+                &[
+                    ("CONSOLE_ADMIN_TOKEN", CONSOLE_ADMIN_TOKEN.into()),
+                    ("CONSOLE_REFRESH_MS", "500".into()),
+                ],
+            ),
             payment_gateway,
         };
         for process in processes.all_mut() {
@@ -184,7 +197,7 @@ impl Processes {
     }
 
     /// Every process.
-    pub fn all_mut(&mut self) -> [&mut Process; 6] {
+    pub fn all_mut(&mut self) -> [&mut Process; 7] {
         [
             &mut self.command_api,
             &mut self.query_api,
@@ -192,6 +205,7 @@ impl Processes {
             &mut self.outbox_relay,
             &mut self.projector,
             &mut self.saga_worker,
+            &mut self.console,
         ]
     }
 }
