@@ -268,6 +268,7 @@ impl DedupPruner {
                        AND NOT EXISTS (
                            SELECT 1 FROM saga.dead_letters d
                            WHERE d.event_id = p.event_id AND d.status = 'parked')
+                     ORDER BY p.processed_at
                      LIMIT $4)",
             )
             .bind(checkpoint.taken_at)
