@@ -43,6 +43,9 @@ pub struct ConsumerSettings {
     pub batch_max_messages: usize,
     /// How long a batch waits for more messages once it has one.
     pub batch_linger: Duration,
+    /// Tries at an event that cannot be decoded or applied before it is
+    /// parked as a dead letter (at least 1).
+    pub max_attempts: u32,
 }
 
 impl Default for ConsumerSettings {
@@ -53,6 +56,7 @@ impl Default for ConsumerSettings {
             retry_max_backoff: Duration::from_secs(10),
             batch_max_messages: 2_000,
             batch_linger: Duration::from_millis(2),
+            max_attempts: 3,
         }
     }
 }
