@@ -1,6 +1,7 @@
 //! Plumbing shared by every process of the system: database pools, Kafka
 //! configuration and topics, dead-letter copies, telemetry, Prometheus
-//! metrics, graceful shutdown and the HTTP building blocks (problem+json errors, JSON extraction, health probes).
+//! metrics, graceful shutdown and the HTTP building blocks (problem+json
+//! errors, JSON extraction, health probes).
 
 pub mod db;
 pub mod dead_letter;

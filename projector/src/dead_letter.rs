@@ -227,7 +227,7 @@ impl DeadLetters {
             return Ok(Parked { id, new: false });
         };
         tracing::error!(
-            dead_letter = id, topic = %letter.topic, partition = letter.partition,
+            dead_letter = id, topic = letter.topic.as_str(), partition = letter.partition,
             offset = letter.offset, event_id = ?subject.event_id, stream_id = ?subject.stream_id,
             %reason, attempts, "message dead-lettered"
         );
