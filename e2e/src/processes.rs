@@ -177,6 +177,9 @@ impl Processes {
                     ("SAGA_GROUP_ID", format!("{prefix}saga")),
                     ("SAGA_TICK_MS", "100".into()),
                     ("SAGA_DEAD_LETTER_AFTER", "2".into()),
+                    // Prune dedup rows as soon as it is safe.
+                    ("SAGA_DEDUP_PRUNE_INTERVAL_SECS", "1".into()),
+                    ("SAGA_DEDUP_RETENTION_SECS", "0".into()),
                     ("PAYMENT_GATEWAY_URL", gateway_url),
                 ],
             ),

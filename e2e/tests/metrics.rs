@@ -269,6 +269,21 @@ async fn every_process_serves_its_metrics_in_the_prometheus_format() {
         Some(1.0)
     );
 
+    // The dedup rows of the settled order go once the group is past them
+    // (the consumer commits every 5 s; the pruner steps every second).
+    testkit::eventually(
+        "processed-event rows pruned",
+        Duration::from_secs(60),
+        || async {
+            scrape(&http, &processes.saga_worker)
+                .await
+                .value("saga_processed_events_pruned_total", &[])
+                .filter(|pruned| *pruned >= 1.0)
+                .map(|_| ())
+        },
+    )
+    .await;
+
     scrape_until(
         &http,
         &processes.payment_gateway,

@@ -39,6 +39,55 @@ pub enum Command {
     /// projector carries on afterwards without applying anything twice. Only one
     /// replay runs at a time. On failure the live read models are left untouched.
     Replay(ReplayArgs),
+    /// Inspect and re-drive messages the projector parked as dead letters.
+    ///
+    /// An event the projector cannot decode or apply (after
+    /// --max-attempts tries), or a message that is not an event, is parked in
+    /// `projector.dead_letters` and copied to `<topic>.dlq`; the later events
+    /// of its stream are parked behind it. Re-driving applies a stream's
+    /// parked events oldest first from the event log.
+    DeadLetters(DeadLetterArgs),
+}
+
+/// Options of `projector dead-letters`.
+#[derive(Debug, Clone, Args)]
+pub struct DeadLetterArgs {
+    /// PostgreSQL connection.
+    #[command(flatten)]
+    pub db: DbConfig,
+    /// Logging.
+    #[command(flatten)]
+    pub telemetry: TelemetryConfig,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: DeadLetterCommand,
+}
+
+/// Dead-letter operations.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum DeadLetterCommand {
+    /// List dead letters, oldest first (parked ones by default).
+    List {
+        /// Include the ones already re-driven.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one dead letter in full, as JSON.
+    Show {
+        /// Its id.
+        id: i64,
+    },
+    /// Apply parked dead letters again from the event log, oldest first;
+    /// each that applies is marked re-driven, one that fails again stays
+    /// parked (attempts + 1) with the later letters of its stream.
+    Redrive {
+        /// A dead letter: re-drives every parked letter of its stream.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<i64>,
+        /// Re-drive every parked dead letter.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 /// Options of the live projector.
@@ -69,6 +118,11 @@ pub struct ProjectorConfig {
     /// How long a batch waits for more messages once it has one (ms).
     #[arg(long, env = "PROJECTOR_BATCH_LINGER_MS", default_value_t = 2)]
     pub batch_linger_ms: u64,
+    /// Tries at an event that cannot be decoded or applied before it is
+    /// parked as a dead letter (database failures are retried without limit).
+    #[arg(long, env = "PROJECTOR_MAX_ATTEMPTS", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
 }
 
 impl ProjectorConfig {
@@ -79,6 +133,7 @@ impl ProjectorConfig {
             retry_max_backoff: Duration::from_millis(self.max_retry_backoff_ms.max(1)),
             batch_max_messages: usize::try_from(self.batch_max_messages).unwrap_or(usize::MAX),
             batch_linger: Duration::from_millis(self.batch_linger_ms),
+            max_attempts: self.max_attempts,
             ..ConsumerSettings::default()
         }
     }
@@ -142,6 +197,57 @@ mod tests {
         assert_eq!(args.batch_size, 50);
         assert!(Cli::try_parse_from(["projector", "replay", "--projection", "nope"]).is_err());
         assert!(Cli::try_parse_from(["projector", "replay", "--batch-size", "0"]).is_err());
+    }
+
+    #[test]
+    fn dead_letter_subcommands_parse() {
+        let command = |args: &[&str]| {
+            let cli = Cli::try_parse_from(["projector", "dead-letters"].iter().chain(args))?;
+            let Some(Command::DeadLetters(args)) = cli.command else {
+                panic!("expected dead-letters");
+            };
+            Ok::<_, clap::Error>(args.command)
+        };
+        assert_eq!(
+            command(&["list"]).unwrap(),
+            DeadLetterCommand::List { all: false }
+        );
+        assert_eq!(
+            command(&["list", "--all"]).unwrap(),
+            DeadLetterCommand::List { all: true }
+        );
+        assert_eq!(
+            command(&["show", "7"]).unwrap(),
+            DeadLetterCommand::Show { id: 7 }
+        );
+        assert_eq!(
+            command(&["redrive", "7"]).unwrap(),
+            DeadLetterCommand::Redrive {
+                id: Some(7),
+                all: false
+            }
+        );
+        assert_eq!(
+            command(&["redrive", "--all"]).unwrap(),
+            DeadLetterCommand::Redrive {
+                id: None,
+                all: true
+            }
+        );
+        assert!(command(&["redrive"]).is_err(), "an id or --all");
+        assert!(command(&["redrive", "7", "--all"]).is_err(), "not both");
+        assert!(command(&["show"]).is_err());
+        assert!(command(&["show", "seven"]).is_err());
+        assert!(command(&["purge"]).is_err());
+    }
+
+    #[test]
+    fn max_attempts_has_a_default_and_must_be_positive() {
+        let cli = Cli::try_parse_from(["projector"]).unwrap();
+        assert_eq!(cli.run.consumer_settings().max_attempts, 3);
+        let cli = Cli::try_parse_from(["projector", "--max-attempts", "5"]).unwrap();
+        assert_eq!(cli.run.consumer_settings().max_attempts, 5);
+        assert!(Cli::try_parse_from(["projector", "--max-attempts", "0"]).is_err());
     }
 
     #[test]

@@ -1,8 +1,13 @@
 //! The live projector's metrics (served on its admin port, see
-//! `platform::metrics`).
+//! `platform::metrics`), the dead-letter ones named and labelled like the
+//! saga worker's (`consumer="projector"`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
 use crate::apply::Verdict;
 use crate::projection::{self, Decoded};
@@ -69,12 +74,56 @@ pub(crate) fn record_batch_size(events: usize) {
     metrics::histogram!("projector_batch_size").record(events as f64);
 }
 
+/// `dead_letters_total{consumer="projector", topic}`: one message dead-lettered.
+pub(crate) fn record_dead_letter(topic: &str) {
+    metrics::counter!("dead_letters_total", "consumer" => "projector", "topic" => topic.to_owned())
+        .increment(1);
+}
+
+/// Samples every `every` until `shutdown`:
+/// `dead_letters_parked{consumer="projector", topic}` for each of `topics`
+/// (0 when none is parked).
+pub(crate) fn spawn_samplers(
+    pool: PgPool,
+    topics: Vec<String>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    platform::metrics::spawn_sampler("projector", every, shutdown, move || {
+        let (pool, topics) = (pool.clone(), topics.clone());
+        async move {
+            let parked: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT t.topic, count(d.id) FROM unnest($1::text[]) AS t(topic)
+                 LEFT JOIN projector.dead_letters d ON d.topic = t.topic AND d.status = 'parked'
+                 GROUP BY t.topic",
+            )
+            .bind(&topics)
+            .fetch_all(&pool)
+            .await
+            .map_err(|error| error.to_string())?;
+            for (topic, count) in parked {
+                metrics::gauge!("dead_letters_parked", "consumer" => "projector", "topic" => topic)
+                    .set(count as f64);
+            }
+            Ok(())
+        }
+    });
+}
+
 /// Help texts.
 pub(crate) fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
         "projector_events_total",
-        "Messages handled by the live projector, by topic and outcome (applied, duplicate, ignored, rejected, undecodable)."
+        "Messages handled by the live projector, by topic and outcome (applied, duplicate, ignored, rejected, undecodable, blocked); rejected, undecodable and blocked ones are dead-lettered."
+    );
+    describe_gauge!(
+        "dead_letters_parked",
+        "Dead letters waiting for a re-drive, by consumer and topic."
+    );
+    describe_counter!(
+        "dead_letters_total",
+        "Messages dead-lettered since the process started, by consumer and topic."
     );
     describe_gauge!(
         "projector_last_global_position",

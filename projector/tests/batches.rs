@@ -48,7 +48,7 @@ async fn a_poison_event_inside_a_batch_is_rejected_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn poison_in_a_kafka_batch_is_logged_and_skipped_and_the_rest_applied() {
+async fn poison_in_a_kafka_batch_is_parked_with_its_stream_and_the_rest_applied() {
     let logs = capture_errors();
     let h = Harness::new().await;
     let (p1, p2, order) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
@@ -66,31 +66,47 @@ async fn poison_in_a_kafka_batch_is_logged_and_skipped_and_the_rest_applied() {
     // Everything waits in Kafka before the consumer starts, so it comes in batches.
     h.publish(&before).await;
     let (partition, offset) = h.publish(&poison).await[0];
+    // Not an event, keyed by p2's stream: p2 waits behind it too.
     h.publish_raw("inventory", &p2.to_string(), b"{not json")
         .await;
     h.publish(&after).await;
 
     let consumer = h.consumer(&h.group());
     let stats = consumer.stats.clone();
-    testkit::eventually("the poison skipped and the rest applied", SETTLE, || {
+    testkit::eventually("the poison parked and the rest applied", SETTLE, || {
         let (stats, pool) = (stats.clone(), h.pool().clone());
         async move {
-            let done = stats.skipped() == 3
-                && stock(&pool, p2).await == Some((5, 2))
-                && common::lagging_streams(&pool).await == 1;
+            let done = stats.parked() == 4 && common::lagging_streams(&pool).await == 2;
             done.then_some(())
         }
     })
     .await;
     consumer.stop().await;
-    // The poison's stream keeps what came before it; nothing behind it is applied.
+    // Each parked stream keeps what came before; nothing behind is applied.
     assert_eq!(stock(h.pool(), p1).await, Some((8, 2)));
+    assert_eq!(stock(h.pool(), p2).await, Some((1, 1)));
     let placed: i64 = sqlx::query_scalar("SELECT version FROM read.orders WHERE order_id = $1")
         .bind(order)
         .fetch_one(h.pool())
         .await
         .unwrap();
-    assert_eq!(placed, 1);
+    assert_eq!(placed, 1, "the order's stream goes on");
+    // Per stream, in offset order: the dead letter, then what waits behind it.
+    for (stream, first) in [(p1, "ProductDiscontinued"), (p2, "undecodable: ")] {
+        let letters: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, reason FROM projector.dead_letters WHERE message_key = $1 ORDER BY \"offset\"",
+        )
+        .bind(stream.to_string())
+        .fetch_all(h.pool())
+        .await
+        .unwrap();
+        assert_eq!(letters.len(), 2, "{letters:?}");
+        assert!(letters[0].1.contains(first), "{letters:?}");
+        assert_eq!(
+            letters[1].1,
+            format!("blocked by dead letter #{}", letters[0].0)
+        );
+    }
 
     let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     let topic = h.kafka.config.topic_for("inventory");
@@ -98,10 +114,7 @@ async fn poison_in_a_kafka_batch_is_logged_and_skipped_and_the_rest_applied() {
         .lines()
         .find(|l| l.contains(&poison[0].event_id.to_string()))
         .unwrap_or_else(|| panic!("the poison is logged at error level: {logged}"));
-    assert!(
-        line.contains("skipping an event that cannot be projected"),
-        "{line}"
-    );
+    assert!(line.contains("message dead-lettered"), "{line}");
     for field in [
         format!("topic=\"{topic}\""),
         format!("partition={partition}"),
@@ -110,7 +123,7 @@ async fn poison_in_a_kafka_batch_is_logged_and_skipped_and_the_rest_applied() {
         assert!(line.contains(&field), "{field} missing in {line}");
     }
     assert!(
-        logged.contains("skipping a message that is not an event"),
+        logged.contains("undecodable: not an event envelope"),
         "{logged}"
     );
 }
@@ -135,7 +148,7 @@ async fn a_crash_between_the_commit_and_the_offset_commit_changes_nothing_on_red
         async move { (committed == total).then_some(()) }
     })
     .await;
-    assert_eq!(consumer.stats.skipped(), 0);
+    assert_eq!(consumer.stats.parked(), 0);
     consumer.stop().await;
     assert_eq!(h.snapshot().await, rows);
     assert_eq!(
@@ -171,7 +184,7 @@ async fn batches_of_duplicates_out_of_order_events_and_gaps_equal_a_fold_of_the_
     h.publish(&delivered).await;
     let consumer = h.consumer(&h.group());
     h.wait_projected().await;
-    assert_eq!(consumer.stats.skipped(), 0);
+    assert_eq!(consumer.stats.parked(), 0);
     consumer.stop().await;
     assert_eq!(h.snapshot().await, batched);
 

@@ -141,7 +141,7 @@ async fn replay_while_the_projector_runs_and_events_keep_coming_converges() {
 
     h.wait_projected().await;
     let live = h.snapshot().await;
-    assert_eq!(consumer.stats.skipped(), 0);
+    assert_eq!(consumer.stats.parked(), 0);
     assert_eq!(
         consumer.stats.retries(),
         0,
@@ -285,6 +285,10 @@ async fn a_failed_replay_leaves_live_models_and_drops_the_shadow() {
         error.to_string().contains("ProductDiscontinued"),
         "the error names the event type: {error}"
     );
+    assert!(
+        error.to_string().contains("replay does not skip events"),
+        "the error says why it fails: {error}"
+    );
     assert!(!shadow_exists(h.pool()).await);
     assert_eq!(table_oids(h.pool()).await, oids);
     assert_eq!(h.snapshot().await, before);
@@ -296,15 +300,14 @@ async fn a_failed_replay_leaves_live_models_and_drops_the_shadow() {
 async fn the_replay_command_reports_a_summary_and_fails_clearly() {
     let h = Harness::new().await;
     h.populate(20, 20).await;
-    let binary = env!("CARGO_BIN_EXE_projector");
 
-    let help = run(binary, &["replay", "--help"], &h.db.url).await;
+    let help = common::run_projector(&["replay", "--help"], &h.db.url).await;
     assert!(help.status.success());
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("Safe while the system runs"), "{help}");
     assert!(help.contains("--projection"), "{help}");
 
-    let ok = run(binary, &["replay", "--batch-size", "7"], &h.db.url).await;
+    let ok = common::run_projector(&["replay", "--batch-size", "7"], &h.db.url).await;
     let stdout = String::from_utf8_lossy(&ok.stdout);
     assert!(
         ok.status.success(),
@@ -314,7 +317,7 @@ async fn the_replay_command_reports_a_summary_and_fails_clearly() {
     assert!(stdout.contains("80 events applied"), "{stdout}");
     assert!(stdout.contains("read.products=20"), "{stdout}");
 
-    let payments = run(binary, &["replay", "--projection", "payments"], &h.db.url).await;
+    let payments = common::run_projector(&["replay", "--projection", "payments"], &h.db.url).await;
     let stdout = String::from_utf8_lossy(&payments.stdout);
     assert!(payments.status.success(), "{stdout}");
     assert!(stdout.contains("read.payments=0"), "{stdout}");
@@ -325,7 +328,7 @@ async fn the_replay_command_reports_a_summary_and_fails_clearly() {
         .execute(&mut *holder)
         .await
         .unwrap();
-    let busy = run(binary, &["replay"], &h.db.url).await;
+    let busy = common::run_projector(&["replay"], &h.db.url).await;
     assert!(!busy.status.success());
     let stderr = String::from_utf8_lossy(&busy.stderr);
     assert!(
@@ -333,19 +336,8 @@ async fn the_replay_command_reports_a_summary_and_fails_clearly() {
         "{stderr}"
     );
 
-    let unknown = run(binary, &["replay", "--projection", "nope"], &h.db.url).await;
+    let unknown = common::run_projector(&["replay", "--projection", "nope"], &h.db.url).await;
     assert!(!unknown.status.success());
-}
-
-async fn run(binary: &str, args: &[&str], database_url: &str) -> std::process::Output {
-    let mut command = std::process::Command::new(binary);
-    command
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "warn");
-    tokio::task::spawn_blocking(move || command.output().expect("run the projector binary"))
-        .await
-        .unwrap()
 }
 
 async fn shadow_exists(pool: &PgPool) -> bool {

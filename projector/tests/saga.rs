@@ -17,7 +17,7 @@ async fn saga_events_through_kafka_set_stock_order_status_and_payments() {
     h.publish(&work.events).await;
     let consumer = h.consumer(&h.group());
     h.wait_projected().await;
-    assert_eq!(consumer.stats.skipped(), 0);
+    assert_eq!(consumer.stats.parked(), 0);
     consumer.stop().await;
 
     let [lamp, bulb] = work.products;

@@ -10,6 +10,7 @@ use platform::telemetry::TelemetryConfig;
 
 use crate::consumer::ConsumerSettings;
 use crate::effects::EffectSettings;
+use crate::retention::RetentionSettings;
 
 /// Runs the order saga: reserves stock, takes payment through the payment
 /// provider, confirms or compensates. Without a subcommand it consumes the
@@ -100,6 +101,14 @@ pub struct WorkerConfig {
     /// Queued events a lane handles in one transaction at most.
     #[arg(long, env = "SAGA_BATCH_SIZE", default_value_t = ConsumerSettings::default().batch_size)]
     pub batch_size: usize,
+    /// Seconds between steps of the processed-event pruner (a checkpoint,
+    /// then, once the group is past it, a prune: rows go at most every two
+    /// steps). 0 turns pruning off.
+    #[arg(long, env = "SAGA_DEDUP_PRUNE_INTERVAL_SECS", default_value_t = 300)]
+    pub dedup_prune_interval_secs: u64,
+    /// Seconds a processed-event row is kept at least, whatever the offsets say.
+    #[arg(long, env = "SAGA_DEDUP_RETENTION_SECS", default_value_t = 3600)]
+    pub dedup_retention_secs: u64,
 }
 
 /// Connections the worker's pool needs at least: one per lane, and a few
@@ -131,6 +140,15 @@ impl WorkerConfig {
         }
     }
 
+    /// The processed-event pruner's settings; `None` when pruning is off.
+    pub fn retention_settings(&self) -> Option<RetentionSettings> {
+        (self.dedup_prune_interval_secs > 0).then(|| RetentionSettings {
+            interval: Duration::from_secs(self.dedup_prune_interval_secs),
+            margin: Duration::from_secs(self.dedup_retention_secs),
+            ..RetentionSettings::default()
+        })
+    }
+
     /// The effect runner's settings.
     pub fn effect_settings(&self) -> EffectSettings {
         EffectSettings {
@@ -157,6 +175,14 @@ mod tests {
         );
         assert_eq!(cli.run.consumer_settings().max_attempts, 5);
         assert_eq!(cli.run.consumer_settings().lanes, 8);
+        let retention = cli
+            .run
+            .retention_settings()
+            .expect("pruning is on by default");
+        assert_eq!(retention.interval, Duration::from_secs(300));
+        assert_eq!(retention.margin, Duration::from_secs(3600));
+        let off = Cli::try_parse_from(["saga-worker", "--dedup-prune-interval-secs", "0"]).unwrap();
+        assert!(off.run.retention_settings().is_none());
         let cli =
             Cli::try_parse_from(["saga-worker", "--lanes", "2", "--batch-size", "4"]).unwrap();
         let settings = cli.run.consumer_settings();

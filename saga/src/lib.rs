@@ -7,7 +7,8 @@
 //!   transaction, with deadlines kept in the database;
 //! - [`consumer`]: the Kafka loop, spreading orders over concurrent
 //!   [`lane`]s that commit in batches, storing offsets as [`offsets`] allows;
-//! - [`dead_letter`]: parking, listing and re-driving dead letters.
+//! - [`dead_letter`]: parking, listing and re-driving dead letters;
+//! - [`retention`]: pruning the dedup rows no copy of an event can need.
 
 #![warn(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod handler;
 pub mod lane;
 pub mod metrics;
 pub mod offsets;
+pub mod retention;
 pub mod routing;
 pub mod store;
 
@@ -61,6 +63,16 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         config.effect_settings(),
     );
     let wake = runner.waker();
+    if let Some(retention) = config.retention_settings() {
+        let progress = retention::GroupProgress::new(
+            &config.kafka,
+            &settings.group_id,
+            config.kafka.event_topics(),
+        )
+        .context("creating the retention pruner's Kafka client")?;
+        let pruner = retention::DedupPruner::new(pool.clone(), progress, retention);
+        tokio::spawn(pruner.run(shutdown.clone()));
+    }
     let consumer = consumer::SagaConsumer::new(pool, &config.kafka, handler, settings, wake)
         .context("creating the Kafka consumer")?;
     let runner_task = tokio::spawn(runner.run(shutdown.clone()));

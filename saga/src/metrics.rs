@@ -15,6 +15,12 @@ pub(crate) fn record_dead_letter(topic: &str) {
         .increment(1);
 }
 
+/// `saga_processed_events_pruned_total`: dedup rows deleted by the
+/// retention pruner ([`crate::retention`]).
+pub(crate) fn record_processed_events_pruned(rows: u64) {
+    metrics::counter!("saga_processed_events_pruned_total").increment(rows);
+}
+
 /// Samples every `every` until `shutdown`: `saga_instances{phase}` and
 /// `dead_letters_parked{consumer="saga", topic}`. A phase or topic that
 /// empties is reported as 0, not left at its last value.
@@ -70,6 +76,10 @@ fn describe() {
     describe_gauge!(
         "dead_letters_parked",
         "Dead letters waiting for a re-drive, by consumer and topic."
+    );
+    describe_counter!(
+        "saga_processed_events_pruned_total",
+        "Processed-event (dedup) rows deleted by the retention pruner."
     );
     describe_counter!(
         "dead_letters_total",

@@ -6,9 +6,10 @@
 //! committed, so a crash between the two redelivers the messages, which the
 //! version check turns into no-ops. A database failure retries the same
 //! batch with capped exponential backoff; the consumer never skips ahead.
-//! A message that can never apply is isolated: logged at error level with
-//! its topic, partition and offset, counted as skipped, and the rest of its
-//! batch is applied.
+//! A message that can never apply is isolated: after `max_attempts` tries
+//! it is parked as a dead letter ([`crate::dead_letter`]) with the later
+//! events of its stream behind it, and the rest of its batch is applied.
+//! Nothing is skipped.
 
 mod batch;
 
@@ -28,6 +29,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{apply_batch, ApplyError, Verdict};
+use crate::dead_letter::DeadLetters;
 use crate::projection::{self, Decoded, Schema};
 
 /// Tuning of the live consumer.
@@ -43,6 +45,9 @@ pub struct ConsumerSettings {
     pub batch_max_messages: usize,
     /// How long a batch waits for more messages once it has one.
     pub batch_linger: Duration,
+    /// Tries at an event that cannot be decoded or applied before it is
+    /// parked as a dead letter (at least 1).
+    pub max_attempts: u32,
 }
 
 impl Default for ConsumerSettings {
@@ -53,6 +58,7 @@ impl Default for ConsumerSettings {
             retry_max_backoff: Duration::from_secs(10),
             batch_max_messages: 2_000,
             batch_linger: Duration::from_millis(2),
+            max_attempts: 3,
         }
     }
 }
@@ -60,7 +66,7 @@ impl Default for ConsumerSettings {
 /// Why the consumer could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
-    /// The Kafka consumer could not be created or subscribed.
+    /// The Kafka consumer (or its dead-letter producer) could not be created, or not subscribed.
     #[error("cannot set up the Kafka consumer: {0}")]
     Kafka(#[source] KafkaError),
 }
@@ -70,7 +76,7 @@ pub enum ConsumerError {
 pub struct ConsumerStats {
     received: AtomicU64,
     committed: AtomicU64,
-    skipped: AtomicU64,
+    parked: AtomicU64,
     retries: AtomicU64,
     batches: AtomicU64,
 }
@@ -87,12 +93,16 @@ impl ConsumerStats {
         self.committed.load(Ordering::Relaxed)
     }
 
-    /// Messages skipped because they can never be applied (undecodable).
-    pub fn skipped(&self) -> u64 {
-        self.skipped.load(Ordering::Relaxed)
+    /// Messages parked as dead letters: ones that cannot be decoded or
+    /// applied, and the later events of their streams (a redelivered parked
+    /// message counts again, though it is parked once).
+    pub fn parked(&self) -> u64 {
+        self.parked.load(Ordering::Relaxed)
     }
 
-    /// Failed attempts that were retried.
+    /// Failed attempts that were retried: batches whose transaction failed,
+    /// rounds of retrying events that could not be applied, and parking or
+    /// dead-letter checks that failed.
     pub fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
     }
@@ -160,6 +170,7 @@ fn describe(partitions: &TopicPartitionList) -> String {
 pub struct Consumer {
     consumer: StreamConsumer<ProjectorContext>,
     pool: PgPool,
+    dead_letters: DeadLetters,
     settings: ConsumerSettings,
     stats: Arc<ConsumerStats>,
     assignment: watch::Receiver<Vec<(String, i32)>>,
@@ -196,9 +207,11 @@ impl Consumer {
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).map_err(ConsumerError::Kafka)?;
         tracing::info!(group_id = %settings.group_id, ?topics, "subscribed");
+        let dead_letters = DeadLetters::new(pool.clone(), kafka).map_err(ConsumerError::Kafka)?;
         Ok(Self {
             consumer,
             pool,
+            dead_letters,
             settings,
             stats: Arc::default(),
             assignment,

@@ -87,8 +87,13 @@ pub enum ReplayError {
         #[source]
         source: sqlx::Error,
     },
-    /// An event of the log could not be applied.
-    #[error(transparent)]
+    /// An event of the log could not be applied. Replay fails rather than
+    /// build read models that silently lack it (the live projector parks
+    /// such an event, and the rest of its stream, as dead letters).
+    #[error(
+        "{0}; replay does not skip events, so it cannot rebuild the read models while the log \
+         holds one it cannot apply (the live projector parks it: see `projector dead-letters list`)"
+    )]
     Apply(Box<ApplyError>),
     /// The replay was cancelled.
     #[error("replay cancelled")]

@@ -217,6 +217,34 @@ impl Harness {
         RunningConsumer::start(self.db.pool.clone(), self, group)
     }
 
+    /// Starts a consumer in `group` that parks an event after `max_attempts` tries.
+    pub fn consumer_with_attempts(&self, group: &str, max_attempts: u32) -> RunningConsumer {
+        let settings = ConsumerSettings {
+            max_attempts,
+            ..consumer_settings(group)
+        };
+        RunningConsumer::start_with(self.db.pool.clone(), self, settings)
+    }
+
+    /// Publishes `value` in place of `event`'s envelope, with the event's
+    /// key and headers (a message corrupted on the way); returns where it
+    /// landed as `(partition, offset)`.
+    pub async fn publish_corrupt(&self, event: &EventEnvelope, value: &[u8]) -> (i32, i64) {
+        let topic = self.kafka.config.topic_for(&event.stream_type);
+        let key = event.stream_id.to_string();
+        let record = FutureRecord::to(&topic)
+            .key(&key)
+            .payload(value)
+            .headers(eventstore::relay::envelope_headers(event));
+        let delivery = self
+            .producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(error, _)| error)
+            .expect("publish corrupt");
+        (delivery.partition, delivery.offset)
+    }
+
     /// Starts the outbox relay.
     pub fn relay(&self) -> Background {
         let relay = Relay::new(
@@ -305,6 +333,28 @@ pub async fn lagging_streams(pool: &PgPool) -> i64 {
     .expect("count lagging streams")
 }
 
+/// Runs the `projector` binary with `args` against `database_url`.
+pub async fn run_projector(args: &[&str], database_url: &str) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_projector"));
+    command
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn");
+    tokio::task::spawn_blocking(move || command.output().expect("run the projector binary"))
+        .await
+        .unwrap()
+}
+
+/// Consumer settings for tests: `group`, short retry backoffs.
+pub fn consumer_settings(group: &str) -> ConsumerSettings {
+    ConsumerSettings {
+        group_id: group.to_owned(),
+        retry_initial_backoff: Duration::from_millis(50),
+        retry_max_backoff: Duration::from_millis(500),
+        ..ConsumerSettings::default()
+    }
+}
+
 /// A background task stopped through its token.
 pub struct Background {
     /// Cancels the task.
@@ -335,12 +385,11 @@ pub struct RunningConsumer {
 impl RunningConsumer {
     /// Starts a consumer over `pool` in `group`.
     pub fn start(pool: PgPool, harness: &Harness, group: &str) -> Self {
-        let settings = ConsumerSettings {
-            group_id: group.to_owned(),
-            retry_initial_backoff: Duration::from_millis(50),
-            retry_max_backoff: Duration::from_millis(500),
-            ..ConsumerSettings::default()
-        };
+        Self::start_with(pool, harness, consumer_settings(group))
+    }
+
+    /// Starts a consumer over `pool` with `settings`.
+    pub fn start_with(pool: PgPool, harness: &Harness, settings: ConsumerSettings) -> Self {
         let consumer =
             Consumer::new(pool, &harness.kafka.config, settings).expect("create consumer");
         let stats = consumer.stats();
