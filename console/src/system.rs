@@ -54,6 +54,8 @@ pub struct Figures {
     pub projections: Vec<ProjectionLag>,
     /// Saga dead letters still parked.
     pub parked_saga_letters: i64,
+    /// Projector dead letters still parked.
+    pub parked_projector_letters: i64,
 }
 
 /// Takes the figures now.
@@ -76,11 +78,13 @@ pub async fn figures(pool: &PgPool) -> Result<Figures, ConsoleError> {
     for projection in projector::projection::all() {
         projections.push(lag(pool, projection.spec(), log_head).await?);
     }
-    let parked_saga_letters: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM saga.dead_letters WHERE status = 'parked'")
-            .fetch_one(pool)
-            .await
-            .db_context(|| "counting parked dead letters".to_owned())?;
+    let (parked_saga_letters, parked_projector_letters): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM saga.dead_letters WHERE status = 'parked'),
+                (SELECT count(*) FROM projector.dead_letters WHERE status = 'parked')",
+    )
+    .fetch_one(pool)
+    .await
+    .db_context(|| "counting parked dead letters".to_owned())?;
     Ok(Figures {
         at,
         log_head,
@@ -90,6 +94,7 @@ pub async fn figures(pool: &PgPool) -> Result<Figures, ConsoleError> {
         },
         projections,
         parked_saga_letters,
+        parked_projector_letters,
     })
 }
 

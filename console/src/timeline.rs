@@ -105,9 +105,11 @@ struct SagaRow {
     updated_at: DateTime<Utc>,
 }
 
-/// A parked or re-driven saga dead letter of the order.
+/// A parked or re-driven dead letter of the order (or its payment).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LetterRef {
+    /// Whose: `saga` or `projector` (the path segment of its page).
+    pub source: String,
     /// Its id.
     pub id: i64,
     /// `parked` or `redriven`.
@@ -129,7 +131,8 @@ pub struct Timeline {
     pub payment: Option<PaymentView>,
     /// Its saga, if the saga has seen it.
     pub saga: Option<SagaView>,
-    /// Saga dead letters about it.
+    /// Dead letters about it (the saga's, and the projector's of its
+    /// order and payment streams).
     pub dead_letters: Vec<LetterRef>,
 }
 
@@ -207,9 +210,14 @@ pub async fn load(pool: &PgPool, order_id: Uuid) -> Result<Timeline, ConsoleErro
         updated_at: row.updated_at,
     });
     let dead_letters: Vec<LetterRef> = sqlx::query_as(
-        "SELECT id, status, reason FROM saga.dead_letters WHERE order_id = $1 ORDER BY id",
+        "SELECT 'saga' AS source, id, status, reason FROM saga.dead_letters WHERE order_id = $1
+         UNION ALL
+         SELECT 'projector', id, status, reason FROM projector.dead_letters
+         WHERE stream_id = $1 OR stream_id = $2
+         ORDER BY source DESC, id",
     )
     .bind(order_id)
+    .bind(payment_id)
     .fetch_all(pool)
     .await
     .db_context(|| format!("reading the dead letters of order {order_id}"))?;

@@ -1,7 +1,9 @@
 //! Dead letters of every consumer that parks them, behind one shape so the
 //! pages do not care whose they are. Each source is its own module:
-//! [`saga`] (the saga worker's `saga.dead_letters`).
+//! [`saga`] (the saga worker's `saga.dead_letters`) and [`projector`] (the
+//! live projector's `projector.dead_letters`).
 
+pub mod projector;
 pub mod saga;
 
 use chrono::{DateTime, Utc};
@@ -14,16 +16,50 @@ use crate::error::ConsoleError;
 pub enum Source {
     /// The saga worker's.
     Saga,
+    /// The projector's.
+    Projector,
 }
 
 impl Source {
+    /// Lists its dead letters, oldest first; re-driven ones too if `all`.
+    pub async fn list(self, pool: &sqlx::PgPool, all: bool) -> Result<Vec<Letter>, ConsoleError> {
+        match self {
+            Source::Saga => saga::list(pool, all).await,
+            Source::Projector => projector::list(pool, all).await,
+        }
+    }
+
+    /// One of its dead letters.
+    pub async fn show(self, pool: &sqlx::PgPool, id: i64) -> Result<Option<Letter>, ConsoleError> {
+        match self {
+            Source::Saga => saga::show(pool, id).await,
+            Source::Projector => projector::show(pool, id).await,
+        }
+    }
+
+    /// Re-drives its letter `id` (the projector: with the parked letters
+    /// before it in its stream), or every parked one; writes through
+    /// `writer`, the saga's letters through `saga_handler`.
+    pub async fn redrive(
+        self,
+        writer: &sqlx::PgPool,
+        saga_handler: &::saga::Handler,
+        id: Option<i64>,
+    ) -> Result<Vec<Redriven>, ConsoleError> {
+        match self {
+            Source::Saga => saga::redrive(writer, saga_handler, id).await,
+            Source::Projector => projector::redrive(writer, id).await,
+        }
+    }
+
     /// Every source, in the order the list page shows them.
-    pub const ALL: [Source; 1] = [Source::Saga];
+    pub const ALL: [Source; 2] = [Source::Saga, Source::Projector];
 
     /// Its path segment: `/dead-letters/{source}/{id}`.
     pub fn slug(self) -> &'static str {
         match self {
             Source::Saga => "saga",
+            Source::Projector => "projector",
         }
     }
 
@@ -31,6 +67,7 @@ impl Source {
     pub fn label(self) -> &'static str {
         match self {
             Source::Saga => "Saga worker",
+            Source::Projector => "Projector",
         }
     }
 
@@ -66,6 +103,10 @@ pub struct Letter {
     pub event_id: Option<Uuid>,
     /// The order it concerns, if known.
     pub order_id: Option<Uuid>,
+    /// The event's stream (type and id), if known and not the order's.
+    pub stream: Option<(String, Uuid)>,
+    /// The event's position in the log, if known.
+    pub global_position: Option<i64>,
     /// Why it was parked.
     pub reason: String,
     /// How often it was tried.

@@ -21,6 +21,8 @@ fn letter(stored: saga::dead_letter::DeadLetter) -> Letter {
         headers: stored.headers,
         event_id: stored.event_id,
         order_id: stored.order_id,
+        stream: None,
+        global_position: None,
         reason: stored.reason,
         attempts: stored.attempts,
         status: stored.status,

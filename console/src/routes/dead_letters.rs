@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 
-use crate::dead_letters::{self, Letter, Redrive, Redriven, Source};
+use crate::dead_letters::{Letter, Redrive, Redriven, Source};
 use crate::error::ConsoleError;
 use crate::html::{esc, pretty, time, Page, Section};
 use crate::AppState;
@@ -41,17 +41,11 @@ struct RedriveForm {
     token: Option<String>,
 }
 
-async fn list_of(state: &AppState, source: Source, all: bool) -> Result<Vec<Letter>, ConsoleError> {
-    match source {
-        Source::Saga => dead_letters::saga::list(state.reader(), all).await,
-    }
-}
-
 async fn find(state: &AppState, source: Source, id: i64) -> Result<Letter, ConsoleError> {
-    let letter = match source {
-        Source::Saga => dead_letters::saga::show(state.reader(), id).await?,
-    };
-    letter.ok_or_else(|| ConsoleError::NotFound(format!("no {} dead letter #{id}", source.slug())))
+    source
+        .show(state.reader(), id)
+        .await?
+        .ok_or_else(|| ConsoleError::NotFound(format!("no {} dead letter #{id}", source.slug())))
 }
 
 fn address(
@@ -87,7 +81,7 @@ async fn list_page(state: &AppState, all: bool, notice: String) -> Result<Page, 
         body.push_str(DISABLED);
     }
     for source in Source::ALL {
-        let letters = list_of(state, source, all).await?;
+        let letters = source.list(state.reader(), all).await?;
         let _ = write!(
             body,
             r#"<section class="card"><h2>{label} <span class="muted">({count})</span></h2>"#,
@@ -99,7 +93,7 @@ async fn list_page(state: &AppState, all: bool, notice: String) -> Result<Page, 
         } else {
             let _ = write!(
                 body,
-                r#"<table id="letters-{slug}"><thead><tr><th class="num">#</th><th>Status</th><th>Source</th><th>Order</th><th>Reason</th><th class="num">Tries</th><th>Parked</th></tr></thead><tbody>"#,
+                r#"<table id="letters-{slug}"><thead><tr><th class="num">#</th><th>Status</th><th>Source</th><th>Concerns</th><th>Reason</th><th class="num">Tries</th><th>Parked</th></tr></thead><tbody>"#,
                 slug = source.slug()
             );
             for letter in &letters {
@@ -170,7 +164,8 @@ fn letter_page(state: &AppState, letter: &Letter, notice: Option<String>) -> Pag
 <dt>From</dt><dd class="mono">{topic} partition {partition} offset {offset}</dd>
 <dt>Key</dt><dd class="mono">{key}</dd>
 <dt>Event</dt><dd class="mono">{event}</dd>
-<dt>Order</dt><dd>{order}</dd>
+<dt>Concerns</dt><dd>{order}</dd>
+<dt>Log position</dt><dd>{position}</dd>
 <dt>Tries</dt><dd>{attempts}</dd>
 <dt>Parked</dt><dd>{at}</dd>
 </dl></section>
@@ -186,6 +181,9 @@ fn letter_page(state: &AppState, letter: &Letter, notice: Option<String>) -> Pag
             .event_id
             .map_or_else(|| "–".to_owned(), |id| id.to_string())),
         order = order_link(letter),
+        position = esc(letter
+            .global_position
+            .map_or_else(|| "–".to_owned(), |p| p.to_string())),
         attempts = letter.attempts,
         at = time(letter.created_at),
         payload = esc(payload),
@@ -227,7 +225,23 @@ async fn redrive(
     find(&state, source, id).await?;
     let results = redrive_in(&state, source, Some(id)).await?;
     let letter = find(&state, source, id).await?;
-    let (status, notice) = match results.into_iter().next() {
+    // The projector re-drives the parked letters before this one in its
+    // stream with it: they are listed too.
+    let others: String = results
+        .iter()
+        .filter(|r| r.id != id)
+        .map(|r| match &r.outcome {
+            Redrive::Done(done) => {
+                format!(r#"<li class="ok">#{}: re-driven: {}</li>"#, r.id, esc(done))
+            }
+            Redrive::FailedAgain(error) => format!(
+                r#"<li class="error">#{}: failed again, still parked: {}</li>"#,
+                r.id,
+                esc(error)
+            ),
+        })
+        .collect();
+    let (status, mut notice) = match results.into_iter().find(|r| r.id == id) {
         Some(Redriven {
             outcome: Redrive::Done(done),
             ..
@@ -254,6 +268,11 @@ async fn redrive(
                 .to_owned(),
         ),
     };
+    if !others.is_empty() {
+        notice.push_str(&format!(
+            r#"<p>With the letters before it in its stream:</p><ul id="redrive-others">{others}</ul>"#
+        ));
+    }
     Ok(letter_page(&state, &letter, Some(notice)).with_status(status))
 }
 
@@ -262,9 +281,7 @@ async fn redrive_in(
     source: Source,
     id: Option<i64>,
 ) -> Result<Vec<Redriven>, ConsoleError> {
-    let results = match source {
-        Source::Saga => dead_letters::saga::redrive(state.writer(), state.saga(), id).await?,
-    };
+    let results = source.redrive(state.writer(), state.saga(), id).await?;
     for result in &results {
         tracing::info!(source = source.slug(), id = result.id, outcome = ?result.outcome, "re-driven from the console");
     }

@@ -126,7 +126,8 @@ fn saga(timeline: &Timeline) -> String {
     for letter in &timeline.dead_letters {
         let _ = write!(
             out,
-            r#"<p class="warning">Dead letter <a href="/dead-letters/saga/{id}">#{id}</a> ({status}): {reason}</p>"#,
+            r#"<p class="warning">{source} dead letter <a href="/dead-letters/{source}/{id}">#{id}</a> ({status}): {reason}</p>"#,
+            source = esc(&letter.source),
             id = letter.id,
             status = esc(&letter.status),
             reason = esc(&letter.reason),

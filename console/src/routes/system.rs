@@ -51,7 +51,8 @@ fn render(figures: &Figures, refresh_ms: u128) -> String {
 <dt>Log head (position)</dt><dd data-field="log_head" id="log-head">{head}</dd>
 <dt>Outbox rows to publish</dt><dd data-field="outbox.rows" id="outbox-rows">{rows}</dd>
 <dt>Oldest outbox row waiting</dt><dd data-field="outbox.oldest_age_seconds" data-format="age" id="outbox-age">{oldest}</dd>
-<dt>Parked saga dead letters</dt><dd data-field="parked_saga_letters" id="parked-letters"><a href="/dead-letters">{parked}</a></dd>
+<dt>Parked saga dead letters</dt><dd data-field="parked_saga_letters" id="parked-saga-letters"><a href="/dead-letters">{parked}</a></dd>
+<dt>Parked projector dead letters</dt><dd data-field="parked_projector_letters" id="parked-projector-letters"><a href="/dead-letters">{parked_projector}</a></dd>
 </dl></section>
 <section class="card"><h2>Projection lag</h2>
 <table id="projections"><thead><tr><th>Projection</th><th>Table</th><th class="num">Applied through</th><th class="num">Events behind</th><th class="num">Oldest missing</th><th class="num">Behind for</th></tr></thead><tbody>"#,
@@ -61,6 +62,7 @@ fn render(figures: &Figures, refresh_ms: u128) -> String {
         rows = figures.outbox.rows,
         oldest = age(figures.outbox.oldest_age_seconds),
         parked = figures.parked_saga_letters,
+        parked_projector = figures.parked_projector_letters,
     );
     for (index, lag) in figures.projections.iter().enumerate() {
         let field = |name: &str| format!("projections.{index}.{name}");

@@ -209,3 +209,81 @@ async fn redrive_all_processes_every_parked_letter_oldest_first_behind_the_token
         404
     );
 }
+
+#[tokio::test]
+async fn a_projector_dead_letter_is_shown_and_redriven_into_the_read_models() {
+    use projector::dead_letter::{DeadLetters as ProjectorLetters, Letter as Message, Subject};
+    let console = Console::start_with(Some(TOKEN)).await;
+    let kafka = TestKafka::create().await;
+    let mug = console.product("Mug", 500, 5).await;
+    console.project().await;
+    let order = console.order("dora", &[(mug, 1, 500)], "tok_ok").await;
+    let placed = console
+        .events_after(0)
+        .await
+        .into_iter()
+        .find(|e| e.stream_id == order)
+        .unwrap();
+    let message = Message {
+        topic: kafka.config.topic_for("orders"),
+        partition: 1,
+        offset: 4,
+        key: Some(order.to_string()),
+        payload: "{corrupt".into(),
+        headers: vec![("event_id".into(), placed.event_id.to_string())],
+    };
+    let subject = Subject {
+        event_id: Some(placed.event_id),
+        stream_id: Some(order),
+        stream_type: Some("orders".into()),
+        global_position: Some(placed.global_position),
+        stream_version: Some(1),
+    };
+    let parked = ProjectorLetters::new(console.db.pool.clone(), &kafka.config)
+        .unwrap()
+        .park(&message, &subject, "undecodable envelope", 1)
+        .await
+        .unwrap();
+
+    let list = console.get("/dead-letters").await;
+    let table = between(&list.body, r#"<table id="letters-projector">"#, "</table>");
+    assert!(table.contains("undecodable envelope"), "{table}");
+    assert!(table.contains(&format!("/orders/{order}")));
+    let figures = console.json("/system.json").await;
+    assert_eq!(figures["parked_projector_letters"], 1);
+    let timeline = console.get(&format!("/orders/{order}")).await;
+    assert!(timeline
+        .body
+        .contains(&format!(r#"href="/dead-letters/projector/{}""#, parked.id)));
+
+    let show = console
+        .get(&format!("/dead-letters/projector/{}", parked.id))
+        .await;
+    assert_eq!(show.status, 200);
+    assert_eq!(
+        between(&show.body, r#"id="letter-payload">"#, "</pre>"),
+        "{corrupt"
+    );
+    let path = format!("/dead-letters/projector/{}/redrive", parked.id);
+    assert_eq!(
+        console.post_form(&path, Some("wrong"), None).await.status,
+        403
+    );
+    let done = console.post_form(&path, Some(TOKEN), None).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(
+        between(&done.body, r#"id="redrive-result">"#, "<"),
+        "Re-driven: applied to the read models"
+    );
+    // Applied from the log, through the projector's own path.
+    let status: String = sqlx::query_scalar("SELECT status FROM read.orders WHERE order_id = $1")
+        .bind(order)
+        .fetch_one(&console.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "PENDING");
+    assert_eq!(
+        console.json("/system.json").await["parked_projector_letters"],
+        0
+    );
+}
