@@ -15,7 +15,7 @@
 # built without TLS. So the builder needs a C toolchain, pkg-config and zlib headers,
 # and the binaries need only libc, libgcc_s and libz at run time.
 
-ARG BINS="command-api query-api outbox-relay projector saga-worker payment-gateway"
+ARG BINS="command-api query-api outbox-relay projector saga-worker payment-gateway console"
 
 ############################# build #############################
 FROM rust:1-bookworm AS builder
@@ -50,10 +50,11 @@ COPY --from=builder /out/outbox-relay /usr/local/bin/outbox-relay
 COPY --from=builder /out/projector /usr/local/bin/projector
 COPY --from=builder /out/saga-worker /usr/local/bin/saga-worker
 COPY --from=builder /out/payment-gateway /usr/local/bin/payment-gateway
+COPY --from=builder /out/console /usr/local/bin/console
 USER 10001:10001
 ENV RUST_LOG=info
-# command-api, query-api, payment-gateway; admin (/metrics, /health/*) of outbox-relay,
-# projector, saga-worker. Each binary binds 127.0.0.1 by default: set *_BIND / ADMIN_BIND
+# command-api, query-api, payment-gateway, console; admin (/metrics, /health/*) of
+# outbox-relay, projector, saga-worker. Each binary binds 127.0.0.1 by default: set *_BIND / ADMIN_BIND
 # to 0.0.0.0:<port> in a container (compose.yaml does).
-EXPOSE 8080 8081 8082 9101 9102 9103
+EXPOSE 8080 8081 8082 8083 9101 9102 9103
 CMD ["command-api"]

@@ -17,6 +17,8 @@ DATABASE_URL ?= postgres://orders:orders@127.0.0.1:5432/orders
 QUERY_DATABASE_URL ?= postgres://orders_query:orders_query@127.0.0.1:5432/orders
 KAFKA_BROKERS ?= 127.0.0.1:9092
 RUST_LOG ?= info
+# The web console's re-drive token (`make run CONSOLE_ADMIN_TOKEN=...`); empty: re-drive disabled.
+CONSOLE_ADMIN_TOKEN ?=
 # Shorter than the production defaults so `make demo` settles quickly.
 SAGA_PAYMENT_DEADLINE_MS ?= 10000
 PAYMENT_GATEWAY_SLOW_RESPONSE_MS ?= 4000
@@ -29,9 +31,9 @@ BENCH_ARGS ?=
 
 # Processes started by `make run` (missing binaries are skipped with a warning).
 # Extend when new services land, e.g. `PROCS += saga-worker payment-gateway`.
-PROCS ?= command-api outbox-relay projector query-api payment-gateway saga-worker
+PROCS ?= command-api outbox-relay projector query-api payment-gateway saga-worker console
 
-.PHONY: help infra-up infra-down infra-clean infra-status build release test lint fuzz-api compose-check run demo bench bench-quick replay
+.PHONY: help infra-up infra-down infra-clean infra-status chromium build release test lint fuzz-api compose-check run demo bench bench-quick replay
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-13s %s\n", $$1, $$2 }'
@@ -50,13 +52,16 @@ infra-status: ## show state of local infrastructure
 	-bash infra/postgres.sh status
 	-bash infra/kafka.sh status
 
+chromium: ## install headless Chromium + chromedriver for the console's browser test (apt-get, idempotent)
+	bash infra/chromium.sh
+
 build: ## build all binaries (debug)
 	$(CARGO) build --workspace --bins
 
 release: ## build all binaries optimised (what run, demo, replay and bench use)
 	$(CARGO) build --release --workspace --bins
 
-test: infra-up ## run the workspace tests against local infra
+test: infra-up chromium ## run the workspace tests against local infra
 	bash infra/postgres.sh prune
 	DATABASE_URL='$(DATABASE_URL)' QUERY_DATABASE_URL='$(QUERY_DATABASE_URL)' KAFKA_BROKERS='$(KAFKA_BROKERS)' \
 		$(CARGO) test --workspace --no-fail-fast $(CARGO_TEST_FLAGS) -- $(TEST_ARGS)
@@ -69,7 +74,7 @@ run: infra-up release ## run all services in the foreground (Ctrl-C stops all)
 	PROCS='$(PROCS)' BIN_DIR='$(BIN_DIR)' DATABASE_URL='$(DATABASE_URL)' \
 		QUERY_DATABASE_URL='$(QUERY_DATABASE_URL)' KAFKA_BROKERS='$(KAFKA_BROKERS)' RUST_LOG='$(RUST_LOG)' \
 		SAGA_PAYMENT_DEADLINE_MS='$(SAGA_PAYMENT_DEADLINE_MS)' PAYMENT_GATEWAY_SLOW_RESPONSE_MS='$(PAYMENT_GATEWAY_SLOW_RESPONSE_MS)' \
-		bash infra/run-all.sh
+		CONSOLE_ADMIN_TOKEN='$(CONSOLE_ADMIN_TOKEN)' bash infra/run-all.sh
 
 replay: release ## rebuild every read model from the event log (REPLAY_ARGS='--projection orders')
 	DATABASE_URL='$(DATABASE_URL)' $(BIN_DIR)/projector replay $(REPLAY_ARGS)

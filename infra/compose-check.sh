@@ -12,7 +12,7 @@
 #    `docker compose config -q`, `docker-compose config -q`, `podman compose config -q`.
 #    None needs a running engine. If none is installed, that is said and step 2 alone runs.
 # 2. Always: a structural check in Python 3 of the project's own rules, which `config -q`
-#    does not know: every service exists and has a health check; the six Rust services run
+#    does not know: every service exists and has a health check; the seven Rust services run
 #    the one image built from the Dockerfile, each with its binary as command, its bind
 #    address on 0.0.0.0 and published on 127.0.0.1, a /health/ready check on that port,
 #    depends_on postgres (and kafka where it uses Kafka) with condition service_healthy,
@@ -98,8 +98,9 @@ RUST = {
     "outbox-relay":    ("ADMIN_BIND", 9101),
     "projector":       ("ADMIN_BIND", 9102),
     "saga-worker":     ("ADMIN_BIND", 9103),
+    "console":         ("CONSOLE_BIND", 8083),
 }
-USES_DB = {"command-api", "payment-gateway", "outbox-relay", "projector", "saga-worker"}  # DATABASE_URL
+USES_DB = {"command-api", "payment-gateway", "outbox-relay", "projector", "saga-worker", "console"}  # DATABASE_URL
 USES_QUERY_DB = {"query-api"}                               # QUERY_DATABASE_URL (role orders_query)
 USES_KAFKA = {"outbox-relay", "projector", "saga-worker"}   # KAFKA_BROKERS (platform::kafka::KafkaConfig)
 USES_GATEWAY = {"saga-worker"}                              # PAYMENT_GATEWAY_URL

@@ -4,10 +4,12 @@
 # this script exits non-zero. Used by `make run`.
 #
 # Env:
-#   PROCS     space-separated binary names (default: command-api outbox-relay projector query-api)
+#   PROCS     space-separated binary names (default: command-api outbox-relay projector query-api
+#             payment-gateway saga-worker console; missing binaries are skipped)
 #   BIN_DIR   where the binaries are (default: $CARGO_TARGET_DIR/release, else <repo>/target/release;
 #             `make run` builds them with `cargo build --release`)
-#   DATABASE_URL, QUERY_DATABASE_URL, KAFKA_BROKERS, RUST_LOG  passed through (defaults below)
+#   DATABASE_URL, QUERY_DATABASE_URL, KAFKA_BROKERS, RUST_LOG  passed through (defaults below);
+#   so is every other variable, e.g. CONSOLE_ADMIN_TOKEN (the console's re-drive token)
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 INFRA_TAG=run-all
@@ -15,7 +17,7 @@ INFRA_TAG=run-all
 source "$HERE/lib.sh"
 
 BIN_DIR="${BIN_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/release}"
-PROCS="${PROCS:-command-api outbox-relay projector query-api}"
+PROCS="${PROCS:-command-api outbox-relay projector query-api payment-gateway saga-worker console}"
 STOP_TIMEOUT="${STOP_TIMEOUT:-10}"
 
 export DATABASE_URL="${DATABASE_URL:-postgres://orders:orders@127.0.0.1:5432/orders}"
@@ -79,6 +81,9 @@ done
 
 ((${#pids[@]})) || die "none of [$PROCS] exists in $BIN_DIR (run 'make build')"
 log "DATABASE_URL=$DATABASE_URL KAFKA_BROKERS=$KAFKA_BROKERS RUST_LOG=$RUST_LOG; Ctrl-C stops all"
+if [[ " ${name_of[*]} " == *" console "* ]]; then
+    log "console: http://${CONSOLE_BIND:-127.0.0.1:8083}/ (re-drive $([[ -n "${CONSOLE_ADMIN_TOKEN:-}" ]] && echo enabled || echo "disabled: set CONSOLE_ADMIN_TOKEN"))"
+fi
 
 exited=""
 wait -n -p exited "${pids[@]}"
