@@ -146,14 +146,19 @@ fn json_text<T: serde::Serialize>(value: &T) -> String {
         }
     }
     match serde_json::to_value(value) {
-        Ok(serde_json::Value::Object(fields)) => fields
-            .iter()
-            .map(|(key, value)| match key.as_str() {
-                "status" | "kind" | "type" => plain(value),
-                _ => format!("{key} {}", plain(value)),
-            })
-            .collect::<Vec<_>>()
-            .join(", "),
+        Ok(serde_json::Value::Object(fields)) => {
+            // The tag (`status`, `kind`) first, then the other fields.
+            let tag = |key: &str| matches!(key, "status" | "kind" | "type");
+            let (tags, rest): (Vec<_>, Vec<_>) = fields.iter().partition(|(key, _)| tag(key));
+            tags.iter()
+                .map(|(_, value)| plain(value))
+                .chain(
+                    rest.iter()
+                        .map(|(key, value)| format!("{key} {}", plain(value))),
+                )
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
         Ok(other) => plain(&other),
         Err(_) => String::new(),
     }

@@ -180,6 +180,15 @@ async fn the_console_renders_orders_timelines_live_figures_and_redrives_dead_let
     .await;
     let order_id = order["order_id"].as_str().unwrap().to_owned();
     wait_for_status(&http, &processes, &order_id, "CONFIRMED").await;
+    let declined = post(
+        &http,
+        format!("{}/orders", processes.command_api.url()),
+        json!({"user_id": "bob", "lines": [{"product_id": product_id, "quantity": 1}],
+               "payment": {"token": "tok_decline_insufficient_funds"}}),
+    )
+    .await;
+    let declined_id = declined["order_id"].as_str().unwrap().to_owned();
+    wait_for_status(&http, &processes, &declined_id, "CANCELLED").await;
     let parked_order = park_two_letters(&db, &kafka, product_id).await;
 
     let browser = Browser::start(&temp).await;
@@ -197,13 +206,24 @@ async fn the_console_renders_orders_timelines_live_figures_and_redrives_dead_let
         row.contains("alice") && row.contains("CONFIRMED") && row.contains("25.00"),
         "{row}"
     );
+    let row = browser
+        .texts("#orders tbody tr")
+        .await
+        .into_iter()
+        .find(|row| row.contains(&declined_id))
+        .expect("the declined order is listed");
+    assert!(
+        row.contains("CANCELLED") && row.contains("DECLINED"),
+        "{row}"
+    );
+    screenshots.take(&browser, "orders").await;
     browser.find("#user_id").await.type_text("alice").await;
     browser.find("form.search button").await.click().await;
+    browser.wait_for("#user_id[value='alice']").await;
     assert!(browser.url().await.contains("user_id=alice"));
     let rows = browser.texts("#orders tbody tr").await;
     assert_eq!(rows.len(), 1, "only alice's order: {rows:?}");
     assert!(rows[0].contains(&order_id));
-    screenshots.take(&browser, "orders").await;
 
     // Its timeline: every event it set off, in log order, with the status.
     browser
@@ -211,7 +231,10 @@ async fn the_console_renders_orders_timelines_live_figures_and_redrives_dead_let
         .await
         .click()
         .await;
-    assert_eq!(browser.text("#order-status").await, "CONFIRMED");
+    assert_eq!(
+        browser.wait_for("#order-status").await.text().await,
+        "CONFIRMED"
+    );
     let expected: Vec<String> = sqlx::query_scalar(
         "SELECT event_type FROM eventstore.events
          WHERE metadata->>'correlation_id' =
@@ -276,7 +299,9 @@ async fn the_console_renders_orders_timelines_live_figures_and_redrives_dead_let
         .click()
         .await;
     assert!(browser
-        .text("#letter-payload")
+        .wait_for("#letter-payload")
+        .await
+        .text()
         .await
         .contains("OrderPlaced"));
     assert_eq!(browser.text("#letter-status").await, "parked");
@@ -286,7 +311,7 @@ async fn the_console_renders_orders_timelines_live_figures_and_redrives_dead_let
         .type_text(CONSOLE_ADMIN_TOKEN)
         .await;
     browser.find("#redrive").await.click().await;
-    let result = browser.text("#redrive-result").await;
+    let result = browser.wait_for("#redrive-result").await.text().await;
     assert!(
         result.starts_with("Re-driven: applied to order"),
         "#{oldest}: {result}"
@@ -317,6 +342,7 @@ async fn the_console_renders_orders_timelines_live_figures_and_redrives_dead_let
             .type_text(CONSOLE_ADMIN_TOKEN)
             .await;
         browser.find("#redrive-all-saga button").await.click().await;
+        browser.wait_for("#redrive-results").await;
         let results = browser.texts("#redrive-results li").await;
         assert!(!results.is_empty(), "the re-drive says what it did");
         assert!(

@@ -179,6 +179,23 @@ impl Browser {
             .unwrap_or_else(|| panic!("no element {selector:?} on the page"))
     }
 
+    /// Waits (up to 20 s) until an element matches `selector`, e.g. on the
+    /// page a click navigates to, and returns the first.
+    pub async fn wait_for(&self, selector: &str) -> Element<'_> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(element) = self.all(selector).await.into_iter().next() {
+                return element;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no element {selector:?} on {} after 20 s",
+                self.url().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The text of every element matching `selector`.
     pub async fn texts(&self, selector: &str) -> Vec<String> {
         let mut texts = Vec::new();
