@@ -22,12 +22,43 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
 }
 
+/// Keeps span export running; dropping it exports the spans still queued
+/// and stops export (see [`crate::otel::shutdown`]). Hold it until the
+/// process is done: `let _telemetry = telemetry::init(...)`.
+#[derive(Debug)]
+#[must_use = "dropping the guard stops span export: hold it until the process ends"]
+pub struct TelemetryGuard {
+    exporting: bool,
+}
+
+impl TelemetryGuard {
+    /// Whether this process exports spans.
+    pub fn exporting(&self) -> bool {
+        self.exporting
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if self.exporting {
+            crate::otel::shutdown();
+        }
+    }
+}
+
 /// Installs the global subscriber and the metrics recorder; the filter comes from `RUST_LOG`
-/// (default `info`). Safe to call more than once (later calls are ignored).
-pub fn init(service: &str, config: &TelemetryConfig) {
+/// (default `info`). When `OTEL_EXPORTER_OTLP_ENDPOINT` is set, spans are also
+/// exported as `service` (see [`crate::otel`]). Safe to call more than once
+/// (later calls are ignored).
+pub fn init(service: &str, config: &TelemetryConfig) -> TelemetryGuard {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rdkafka=warn"));
-    let registry = tracing_subscriber::registry().with(filter);
+    let (otel, otel_error) = match crate::otel::layer(service) {
+        Ok(layer) => (layer, None),
+        Err(error) => (None, Some(error)),
+    };
+    let mut exporting = otel.is_some();
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     // Logs go to stderr (stdout stays free for a command's own output),
     // coloured only when a person is watching.
     let ansi = std::io::stderr().is_terminal();
@@ -46,7 +77,15 @@ pub fn init(service: &str, config: &TelemetryConfig) {
             .try_init(),
     };
     if result.is_ok() {
-        tracing::info!(service, "telemetry initialised");
+        tracing::info!(service, exporting_spans = exporting, "telemetry initialised");
+    } else if exporting {
+        // Another subscriber was installed first: this one's spans never flow.
+        crate::otel::shutdown();
+        exporting = false;
+    }
+    if let Some(error) = otel_error {
+        tracing::error!(%error, "spans are not exported");
     }
     crate::metrics::install();
+    TelemetryGuard { exporting }
 }
