@@ -19,6 +19,7 @@ use sqlx::PgPool;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::execute::{Cause, ExecuteError};
@@ -187,7 +188,10 @@ impl EffectRunner {
         };
         tx.commit().await?;
 
-        let outcome = self.call(&row, &effect).await;
+        let outcome = self
+            .call(&row, &effect)
+            .instrument(effect_span(&row, &effect))
+            .await;
         let mut attempt = 1;
         loop {
             match self.record(order_id, outcome.clone()).await {
@@ -339,6 +343,19 @@ impl EffectRunner {
             .await
             .map(|_| ())
     }
+}
+
+/// The span of a saga's provider call: in the trace of the request that
+/// placed the order when spans are exported (the call's client span and
+/// the gateway's server span are its children).
+fn effect_span(row: &SagaRow, effect: &Effect) -> tracing::Span {
+    let span = tracing::info_span!(
+        "payment",
+        order_id = %row.saga.order_id,
+        effect = ?effect,
+    );
+    platform::otel::set_parent(&span, row.traceparent.as_deref());
+    span
 }
 
 fn cause_of(row: &SagaRow) -> Cause {
