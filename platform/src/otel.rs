@@ -8,7 +8,9 @@
 //! `OTEL_EXPORTER_OTLP_*` variables: `…_PROTOCOL` `http/protobuf`, the
 //! default, or `http/json`; `…_HEADERS`, `…_TIMEOUT`). The service name is
 //! `OTEL_SERVICE_NAME`, else the binary's; `OTEL_RESOURCE_ATTRIBUTES` adds
-//! attributes; `OTEL_SDK_DISABLED=true` turns export off again.
+//! attributes; `OTEL_SDK_DISABLED=true` turns export off again. Which spans
+//! are exported is filtered apart from the logs: `OTEL_TRACES_FILTER`
+//! (`RUST_LOG` syntax, default `info`).
 //!
 //! When off, nothing is added: [`enabled`] is one atomic load, and the
 //! helpers below do nothing ([`set_parent`]) or answer `None`
@@ -26,21 +28,28 @@ use axum::middleware::Next;
 use axum::response::Response;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
-use opentelemetry_otlp::ExporterBuildError;
+use opentelemetry_otlp::{ExporterBuildError, Protocol, WithExportConfig as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use tracing::{Instrument as _, Subscriber};
 use tracing_opentelemetry::{OpenTelemetryLayer, OpenTelemetrySpanExt as _};
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::EnvFilter;
 
 /// The variable that turns export on: the collector's base URL, e.g.
 /// `http://127.0.0.1:4318` (spans go to `/v1/traces` under it).
 pub const ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 /// The traces-only endpoint (a full URL); also turns export on.
 pub const TRACES_ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+/// `http/protobuf` (the default) or `http/json`.
+pub const PROTOCOL_VAR: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+/// The traces-only protocol, over [`PROTOCOL_VAR`].
+pub const TRACES_PROTOCOL_VAR: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
 /// Overrides the service name given by the binary.
 pub const SERVICE_NAME_VAR: &str = "OTEL_SERVICE_NAME";
+/// Which spans are exported (this project's own; see [`span_filter`]).
+pub const TRACES_FILTER_VAR: &str = "OTEL_TRACES_FILTER";
 /// `true` turns export off whatever the endpoint.
 pub const SDK_DISABLED_VAR: &str = "OTEL_SDK_DISABLED";
 /// The W3C trace context header (and event metadata field).
@@ -80,6 +89,23 @@ pub fn service_name(service: &str) -> String {
         .unwrap_or_else(|| service.to_owned())
 }
 
+/// Which spans are exported: `OTEL_TRACES_FILTER` (`RUST_LOG` syntax),
+/// default `info`; never the exporter's own HTTP client.
+pub fn span_filter() -> EnvFilter {
+    let base = std::env::var(TRACES_FILTER_VAR)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+        .unwrap_or_else(|| "info".to_owned());
+    EnvFilter::try_new(format!("{base},{QUIET}")).unwrap_or_else(|error| {
+        eprintln!("invalid {TRACES_FILTER_VAR} `{base}` ({error}); exporting info spans");
+        EnvFilter::new(format!("info,{QUIET}"))
+    })
+}
+
+/// Targets whose spans are never exported: the export's own transport
+/// (which would trace itself) and the drivers' internals.
+const QUIET: &str = "sqlx=warn,rdkafka=warn,hyper=off,hyper_util=off,reqwest=off,h2=off,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,opentelemetry_http=off";
+
 /// The exporting layer when the environment asks for export (`Ok(None)`
 /// otherwise). Installs the W3C propagator and keeps the provider for
 /// [`shutdown`]. Called once, by [`crate::telemetry::init`].
@@ -96,10 +122,17 @@ where
         // this subscriber, if it is ever used, go nowhere.
         return Ok(None);
     }
-    // Endpoint, protocol, headers and timeout come from the standard variables.
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .build()?;
+    // Endpoint, protocol, headers and timeout come from the standard
+    // variables; without a protocol, the specification's default
+    // (the crate's would be JSON, as both encodings are built in).
+    let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_http();
+    let protocol_set = [PROTOCOL_VAR, TRACES_PROTOCOL_VAR]
+        .iter()
+        .any(|name| std::env::var(name).is_ok_and(|value| !value.trim().is_empty()));
+    if !protocol_set {
+        exporter = exporter.with_protocol(Protocol::HttpBinary);
+    }
+    let exporter = exporter.build()?;
     let resource = Resource::builder()
         .with_service_name(service_name(service))
         .build();

@@ -46,10 +46,12 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Installs the global subscriber and the metrics recorder; the filter comes from `RUST_LOG`
-/// (default `info`). When `OTEL_EXPORTER_OTLP_ENDPOINT` is set, spans are also
-/// exported as `service` (see [`crate::otel`]). Safe to call more than once
-/// (later calls are ignored).
+/// Installs the global subscriber and the metrics recorder. Logs are
+/// filtered by `RUST_LOG` (default `info`). When `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// is set, spans are also exported as `service` (see [`crate::otel`]),
+/// filtered on their own by `OTEL_TRACES_FILTER` (same syntax, default
+/// `info`), so quiet logs do not lose the traces. Safe to call more than
+/// once (later calls are ignored).
 pub fn init(service: &str, config: &TelemetryConfig) -> TelemetryGuard {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rdkafka=warn"));
@@ -58,13 +60,19 @@ pub fn init(service: &str, config: &TelemetryConfig) -> TelemetryGuard {
         Err(error) => (None, Some(error)),
     };
     let mut exporting = otel.is_some();
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let otel = otel.map(|layer| layer.with_filter(crate::otel::span_filter()));
+    let registry = tracing_subscriber::registry().with(otel);
     // Logs go to stderr (stdout stays free for a command's own output),
     // coloured only when a person is watching.
     let ansi = std::io::stderr().is_terminal();
     let result = match config.log_format {
         LogFormat::Plain => registry
-            .with(fmt::layer().with_writer(std::io::stderr).with_ansi(ansi))
+            .with(
+                fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(ansi)
+                    .with_filter(filter),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(
@@ -72,7 +80,8 @@ pub fn init(service: &str, config: &TelemetryConfig) -> TelemetryGuard {
                     .json()
                     .with_writer(std::io::stderr)
                     .with_current_span(true)
-                    .with_span_list(false),
+                    .with_span_list(false)
+                    .with_filter(filter),
             )
             .try_init(),
     };
