@@ -221,7 +221,11 @@ async fn correlation_id_and_traceparent_are_recorded_in_event_metadata() {
         let body = assert_json(request.send().await.unwrap(), 201).await;
         let order_id = body["order_id"].as_str().unwrap().parse().unwrap();
         let event = &app.events(order_id).await[0];
-        let stored = event.metadata.traceparent.clone().expect("a fresh traceparent");
+        let stored = event
+            .metadata
+            .traceparent
+            .clone()
+            .expect("a fresh traceparent");
         assert!(
             eventstore::trace::is_valid_traceparent(&stored),
             "{header:?}: {stored}"

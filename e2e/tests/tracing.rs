@@ -246,7 +246,9 @@ async fn one_order_is_one_trace_across_every_process() {
     // The request's span continues the client's trace.
     let command = trace
         .values()
-        .find(|s| s.service == "command-api" && s.name == "command" && s.parent_span_id == client_span)
+        .find(|s| {
+            s.service == "command-api" && s.name == "command" && s.parent_span_id == client_span
+        })
         .unwrap_or_else(|| panic!("no command span under the client's span:\n{spans}"));
     // Its events carry its traceparent, so every consumer joins the trace.
     let stored: Option<String> = sqlx::query_scalar(
@@ -321,7 +323,10 @@ async fn a_stopping_process_exports_the_spans_it_still_holds() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(receiver.trace(&client[3..35]).is_empty(), "nothing sent yet");
+    assert!(
+        receiver.trace(&client[3..35]).is_empty(),
+        "nothing sent yet"
+    );
 
     let status = processes.command_api.terminate();
     assert!(status.success(), "command-api stopped cleanly: {status}");

@@ -86,7 +86,11 @@ pub fn init(service: &str, config: &TelemetryConfig) -> TelemetryGuard {
             .try_init(),
     };
     if result.is_ok() {
-        tracing::info!(service, exporting_spans = exporting, "telemetry initialised");
+        tracing::info!(
+            service,
+            exporting_spans = exporting,
+            "telemetry initialised"
+        );
     } else if exporting {
         // Another subscriber was installed first: this one's spans never flow.
         crate::otel::shutdown();
