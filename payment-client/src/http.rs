@@ -115,7 +115,7 @@ impl HttpPaymentProvider {
                 return Err(PaymentError::CircuitOpen { retry_after });
             }
             let span =
-                tracing::info_span!("http_request", otel.kind = "client", operation, attempt,);
+                tracing::info_span!("http_request", otel.kind = "client", operation, attempt);
             // Built inside the attempt's span, so it sends that span's traceparent.
             let result = send(span.in_scope(&build)).instrument(span).await;
             timed_out |= matches!(result, Err(PaymentError::Timeout));
