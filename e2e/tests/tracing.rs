@@ -270,6 +270,7 @@ async fn one_order_is_one_trace_across_every_process() {
         ("outbox-relay", "publish"),
         ("projector", "project"),
         ("saga-worker", "handle"),
+        ("saga-worker", "payment"),
         ("saga-worker", "http_request"),
         ("payment-gateway", "request"),
     ] {

@@ -188,20 +188,22 @@ impl EffectRunner {
         };
         tx.commit().await?;
 
-        let outcome = self
-            .call(&row, &effect)
-            .instrument(effect_span(&row, &effect))
-            .await;
-        let mut attempt = 1;
-        loop {
-            match self.record(order_id, outcome.clone()).await {
-                Err(HandlerError::Execute(error)) if error.is_conflict() && attempt < 10 => {
-                    tracing::debug!(%error, attempt, "lost a race recording the outcome; retrying");
-                    attempt += 1;
+        let span = effect_span(&row, &effect);
+        async {
+            let outcome = self.call(&row, &effect).await;
+            let mut attempt = 1;
+            loop {
+                match self.record(order_id, outcome.clone()).await {
+                    Err(HandlerError::Execute(error)) if error.is_conflict() && attempt < 10 => {
+                        tracing::debug!(%error, attempt, "lost a race recording the outcome; retrying");
+                        attempt += 1;
+                    }
+                    result => return result,
                 }
-                result => return result,
             }
         }
+        .instrument(span)
+        .await
     }
 
     /// Records a call's outcome: the payment stream and the saga, in one
@@ -345,9 +347,10 @@ impl EffectRunner {
     }
 }
 
-/// The span of a saga's provider call: in the trace of the request that
-/// placed the order when spans are exported (the call's client span and
-/// the gateway's server span are its children).
+/// The span of a saga's provider call and the recording of its outcome: in
+/// the trace of the request that placed the order when spans are exported
+/// (the call's client spans, the gateway's server span and the append of
+/// the outcome are its children).
 fn effect_span(row: &SagaRow, effect: &Effect) -> tracing::Span {
     let span = tracing::info_span!(
         "payment",
