@@ -11,7 +11,7 @@ use platform::http::{ApiJson, Problem, MAX_BODY_BYTES};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::correlation::CommandId;
+use crate::correlation::{CommandId, CommandTrace};
 use crate::error::ApiError;
 use crate::handling::CommandContext;
 use crate::idempotency::{self, IdempotencyRequest};
@@ -133,7 +133,9 @@ pub struct CommandHeaders {
     pub idempotency_key: Option<String>,
     /// The version named by `If-Match`, if sent.
     pub if_match: Option<i64>,
-    /// The incoming `traceparent`, if sent and syntactically valid.
+    /// The trace context for the command's events: the request's
+    /// [`CommandTrace`], else (without that middleware) the incoming
+    /// `traceparent` if sent and syntactically valid.
     pub traceparent: Option<String>,
     method: Method,
     path: String,
@@ -169,12 +171,15 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandHeaders {
         let if_match = single(&parts.headers, header::IF_MATCH.as_str(), "If-Match")?
             .map(|value| parse_if_match(value.as_bytes()))
             .transpose()?;
-        let traceparent = parts
-            .headers
-            .get("traceparent")
-            .and_then(|value| value.to_str().ok())
-            .filter(|value| eventstore::trace::is_valid_traceparent(value))
-            .map(str::to_owned);
+        let traceparent = match parts.extensions.get::<CommandTrace>() {
+            Some(trace) => Some(trace.0.clone()),
+            None => parts
+                .headers
+                .get(platform::otel::TRACEPARENT)
+                .and_then(|value| value.to_str().ok())
+                .filter(|value| eventstore::trace::is_valid_traceparent(value))
+                .map(str::to_owned),
+        };
         Ok(Self {
             command_id,
             idempotency_key,

@@ -52,7 +52,7 @@ pub fn router(state: AppState) -> Router {
 /// connects to PostgreSQL (lazily), applies migrations unless
 /// `--skip-migrations`, binds `config.bind` and serves.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    platform::telemetry::init("command-api", &config.telemetry);
+    let _telemetry = platform::telemetry::init("command-api", &config.telemetry);
     let pool = platform::db::connect_lazy(&config.db).context("invalid database configuration")?;
     if !config.skip_migrations {
         platform::db::migrate(&pool)

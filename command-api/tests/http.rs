@@ -210,18 +210,36 @@ async fn correlation_id_and_traceparent_are_recorded_in_event_metadata() {
     assert_eq!(event.metadata.traceparent.as_deref(), Some(traceparent));
     assert_eq!(event.metadata.idempotency_key.as_deref(), Some("order-123"));
 
-    let untraced = app
-        .post("/orders", &order_body("alice", &[(product, 1)]))
-        .header("traceparent", "garbage")
-        .send()
-        .await
-        .unwrap();
-    let body = assert_json(untraced, 201).await;
-    let order_id = body["order_id"].as_str().unwrap().parse().unwrap();
-    let event = &app.events(order_id).await[0];
-    assert_eq!(event.metadata.traceparent, None);
-    assert_eq!(event.metadata.idempotency_key, None);
-    assert_ne!(event.metadata.correlation_id.to_string(), correlation);
+    // A malformed header is not stored: the command starts a trace of its
+    // own (spans are not exported here), as it does without the header.
+    let mut fresh_traces = Vec::new();
+    for header in [Some("garbage"), None] {
+        let mut request = app.post("/orders", &order_body("alice", &[(product, 1)]));
+        if let Some(value) = header {
+            request = request.header("traceparent", value);
+        }
+        let body = assert_json(request.send().await.unwrap(), 201).await;
+        let order_id = body["order_id"].as_str().unwrap().parse().unwrap();
+        let event = &app.events(order_id).await[0];
+        let stored = event
+            .metadata
+            .traceparent
+            .clone()
+            .expect("a fresh traceparent");
+        assert!(
+            eventstore::trace::is_valid_traceparent(&stored),
+            "{header:?}: {stored}"
+        );
+        assert_ne!(
+            eventstore::trace::trace_id(Some(&stored)),
+            eventstore::trace::trace_id(Some(traceparent)),
+            "{header:?}"
+        );
+        assert_eq!(event.metadata.idempotency_key, None);
+        assert_ne!(event.metadata.correlation_id.to_string(), correlation);
+        fresh_traces.push(eventstore::trace::trace_id(Some(&stored)).map(str::to_owned));
+    }
+    assert_ne!(fresh_traces[0], fresh_traces[1], "one trace per command");
 }
 
 #[tokio::test]

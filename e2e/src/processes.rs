@@ -103,6 +103,18 @@ impl Process {
     }
 }
 
+impl Process {
+    /// Stops it as an operator would (SIGTERM), and waits until it has exited.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {}: {status}", self.name);
+        self.child.wait().expect("wait for the child")
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -134,6 +146,16 @@ pub struct Processes {
 impl Processes {
     /// Starts every binary over `db` and `kafka` and waits until each is ready.
     pub async fn start(db: &TestDatabase, kafka: &TestKafka, http: &reqwest::Client) -> Self {
+        Self::start_with_env(db, kafka, http, &[]).await
+    }
+
+    /// As [`start`](Self::start), with `env` set for every process too.
+    pub async fn start_with_env(
+        db: &TestDatabase,
+        kafka: &TestKafka,
+        http: &reqwest::Client,
+        env: &[(&str, String)],
+    ) -> Self {
         let prefix = kafka.config.topic_prefix.clone();
         let spawn = |name: &'static str, bind_var: &'static str, extra: &[(&str, String)]| {
             let mut command = Command::new(binary(name));
@@ -147,7 +169,7 @@ impl Processes {
                     std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
                 )
                 .stdout(Stdio::null());
-            for (key, value) in extra {
+            for (key, value) in env.iter().chain(extra) {
                 command.env(key, value);
             }
             Process::spawn(name, bind_var, command)

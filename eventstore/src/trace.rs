@@ -29,6 +29,15 @@ pub fn is_valid_traceparent(value: &str) -> bool {
         && parent_id.bytes().any(|b| b != b'0')
 }
 
+/// A fresh `traceparent` (random trace and parent ids, sampled), for a
+/// request that came without one while spans are not exported: its events
+/// still share one trace id in every process's logs.
+pub fn new_traceparent() -> String {
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let parent_id = uuid::Uuid::new_v4().simple().to_string();
+    format!("00-{trace_id}-{}-01", &parent_id[..16])
+}
+
 /// The trace id of a valid `traceparent`, for log fields.
 pub fn trace_id(traceparent: Option<&str>) -> Option<&str> {
     traceparent
@@ -48,6 +57,14 @@ mod tests {
         );
         assert_eq!(trace_id(Some("garbage")), None);
         assert_eq!(trace_id(None), None);
+    }
+
+    #[test]
+    fn fresh_traceparents_are_valid_and_distinct() {
+        let (a, b) = (new_traceparent(), new_traceparent());
+        assert!(is_valid_traceparent(&a), "{a}");
+        assert!(is_valid_traceparent(&b), "{b}");
+        assert_ne!(trace_id(Some(&a)), trace_id(Some(&b)));
     }
 
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";

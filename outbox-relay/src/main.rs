@@ -33,7 +33,7 @@ struct Config {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    platform::telemetry::init("outbox-relay", &config.telemetry);
+    let _telemetry = platform::telemetry::init("outbox-relay", &config.telemetry);
     let pool = platform::db::connect_lazy(&config.db).context("configuring the database pool")?;
     let shutdown = platform::shutdown::on_signal();
     platform::metrics::start_worker_admin(

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use reqwest::{RequestBuilder, Url};
 use serde::de::DeserializeOwned;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::backoff::Backoff;
@@ -113,7 +114,10 @@ impl HttpPaymentProvider {
                 }
                 return Err(PaymentError::CircuitOpen { retry_after });
             }
-            let result = send(build()).await;
+            let span =
+                tracing::info_span!("http_request", otel.kind = "client", operation, attempt);
+            // Built inside the attempt's span, so it sends that span's traceparent.
+            let result = send(span.in_scope(&build)).instrument(span).await;
             timed_out |= matches!(result, Err(PaymentError::Timeout));
             match &result {
                 Err(error) if error.is_retryable() => self.breaker.record_failure(),
@@ -160,9 +164,12 @@ async fn send<T: DeserializeOwned>(request: RequestBuilder) -> Result<T, Payment
     }
 }
 
-/// Adds the `traceparent` header when there is one.
+/// Adds the `traceparent` header: the current span's while spans are
+/// exported (the provider's spans become its children), else the caller's
+/// `traceparent`, if any.
 fn traced(request: RequestBuilder, traceparent: Option<&str>) -> RequestBuilder {
-    match traceparent {
+    let current = platform::otel::current_traceparent();
+    match current.as_deref().or(traceparent) {
         Some(value) => request.header(TRACEPARENT_HEADER, value),
         None => request,
     }

@@ -36,7 +36,8 @@ pub use error::GatewayError;
 pub use state::AppState;
 
 /// The whole HTTP API: charge and refund routes (with the simulated faults),
-/// health probes and the common layers.
+/// health probes, the common layers and a server span per request (a child
+/// of the caller's `traceparent` when spans are exported).
 pub fn router(state: AppState) -> Router {
     let readiness = database_readiness(state.pool().clone());
     let writes = Router::new()
@@ -54,7 +55,8 @@ pub fn router(state: AppState) -> Router {
         ))
         .with_state(state);
     let app = charges.merge(health_router(readiness));
-    with_common_layers(app)
+    // Outermost: the server span continues the caller's `traceparent`.
+    with_common_layers(app).layer(middleware::from_fn(platform::otel::traced_requests))
 }
 
 /// Runs the simulator until `shutdown` is cancelled: connects to PostgreSQL

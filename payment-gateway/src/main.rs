@@ -5,6 +5,6 @@ use clap::Parser as _;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = payment_gateway::Config::parse();
-    platform::telemetry::init("payment-gateway", &config.telemetry);
+    let _telemetry = platform::telemetry::init("payment-gateway", &config.telemetry);
     payment_gateway::run(config, platform::shutdown::on_signal()).await
 }

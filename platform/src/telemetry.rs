@@ -22,18 +22,57 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
 }
 
-/// Installs the global subscriber and the metrics recorder; the filter comes from `RUST_LOG`
-/// (default `info`). Safe to call more than once (later calls are ignored).
-pub fn init(service: &str, config: &TelemetryConfig) {
+/// Keeps span export running; dropping it exports the spans still queued
+/// and stops export (see [`crate::otel::shutdown`]). Hold it until the
+/// process is done: `let _telemetry = telemetry::init(...)`.
+#[derive(Debug)]
+#[must_use = "dropping the guard stops span export: hold it until the process ends"]
+pub struct TelemetryGuard {
+    exporting: bool,
+}
+
+impl TelemetryGuard {
+    /// Whether this process exports spans.
+    pub fn exporting(&self) -> bool {
+        self.exporting
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if self.exporting {
+            crate::otel::shutdown();
+        }
+    }
+}
+
+/// Installs the global subscriber and the metrics recorder. Logs are
+/// filtered by `RUST_LOG` (default `info`). When `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// is set, spans are also exported as `service` (see [`crate::otel`]),
+/// filtered on their own by `OTEL_TRACES_FILTER` (same syntax, default
+/// `info`), so quiet logs do not lose the traces. Safe to call more than
+/// once (later calls are ignored).
+pub fn init(service: &str, config: &TelemetryConfig) -> TelemetryGuard {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rdkafka=warn"));
-    let registry = tracing_subscriber::registry().with(filter);
+    let (otel, otel_error) = match crate::otel::layer(service) {
+        Ok(layer) => (layer, None),
+        Err(error) => (None, Some(error)),
+    };
+    let mut exporting = otel.is_some();
+    let otel = otel.map(|layer| layer.with_filter(crate::otel::span_filter()));
+    let registry = tracing_subscriber::registry().with(otel);
     // Logs go to stderr (stdout stays free for a command's own output),
     // coloured only when a person is watching.
     let ansi = std::io::stderr().is_terminal();
     let result = match config.log_format {
         LogFormat::Plain => registry
-            .with(fmt::layer().with_writer(std::io::stderr).with_ansi(ansi))
+            .with(
+                fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(ansi)
+                    .with_filter(filter),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(
@@ -41,12 +80,25 @@ pub fn init(service: &str, config: &TelemetryConfig) {
                     .json()
                     .with_writer(std::io::stderr)
                     .with_current_span(true)
-                    .with_span_list(false),
+                    .with_span_list(false)
+                    .with_filter(filter),
             )
             .try_init(),
     };
     if result.is_ok() {
-        tracing::info!(service, "telemetry initialised");
+        tracing::info!(
+            service,
+            exporting_spans = exporting,
+            "telemetry initialised"
+        );
+    } else if exporting {
+        // Another subscriber was installed first: this one's spans never flow.
+        crate::otel::shutdown();
+        exporting = false;
+    }
+    if let Some(error) = otel_error {
+        tracing::error!(%error, "spans are not exported");
     }
     crate::metrics::install();
+    TelemetryGuard { exporting }
 }

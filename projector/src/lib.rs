@@ -65,7 +65,7 @@ pub async fn run(config: ProjectorConfig, shutdown: CancellationToken) -> anyhow
 pub async fn main(cli: Cli) -> ExitCode {
     match cli.command {
         None => {
-            platform::telemetry::init("projector", &cli.run.telemetry);
+            let _telemetry = platform::telemetry::init("projector", &cli.run.telemetry);
             match run(cli.run, platform::shutdown::on_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
@@ -152,7 +152,7 @@ async fn dead_letter_command(args: DeadLetterArgs) -> anyhow::Result<()> {
 }
 
 async fn run_replay(args: ReplayArgs) -> ExitCode {
-    platform::telemetry::init("projector-replay", &args.telemetry);
+    let _telemetry = platform::telemetry::init("projector-replay", &args.telemetry);
     let pool = match platform::db::connect_lazy(&args.db) {
         Ok(pool) => pool,
         Err(error) => {

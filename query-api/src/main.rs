@@ -5,6 +5,6 @@ use clap::Parser as _;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = query_api::Config::parse();
-    platform::telemetry::init("query-api", &config.telemetry);
+    let _telemetry = platform::telemetry::init("query-api", &config.telemetry);
     query_api::run(config, platform::shutdown::on_signal()).await
 }

@@ -19,6 +19,7 @@ use sqlx::PgPool;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::execute::{Cause, ExecuteError};
@@ -187,17 +188,22 @@ impl EffectRunner {
         };
         tx.commit().await?;
 
-        let outcome = self.call(&row, &effect).await;
-        let mut attempt = 1;
-        loop {
-            match self.record(order_id, outcome.clone()).await {
-                Err(HandlerError::Execute(error)) if error.is_conflict() && attempt < 10 => {
-                    tracing::debug!(%error, attempt, "lost a race recording the outcome; retrying");
-                    attempt += 1;
+        let span = effect_span(&row, &effect);
+        async {
+            let outcome = self.call(&row, &effect).await;
+            let mut attempt = 1;
+            loop {
+                match self.record(order_id, outcome.clone()).await {
+                    Err(HandlerError::Execute(error)) if error.is_conflict() && attempt < 10 => {
+                        tracing::debug!(%error, attempt, "lost a race recording the outcome; retrying");
+                        attempt += 1;
+                    }
+                    result => return result,
                 }
-                result => return result,
             }
         }
+        .instrument(span)
+        .await
     }
 
     /// Records a call's outcome: the payment stream and the saga, in one
@@ -339,6 +345,20 @@ impl EffectRunner {
             .await
             .map(|_| ())
     }
+}
+
+/// The span of a saga's provider call and the recording of its outcome: in
+/// the trace of the request that placed the order when spans are exported
+/// (the call's client spans, the gateway's server span and the append of
+/// the outcome are its children).
+fn effect_span(row: &SagaRow, effect: &Effect) -> tracing::Span {
+    let span = tracing::info_span!(
+        "payment",
+        order_id = %row.saga.order_id,
+        effect = ?effect,
+    );
+    platform::otel::set_parent(&span, row.traceparent.as_deref());
+    span
 }
 
 fn cause_of(row: &SagaRow) -> Cause {

@@ -248,16 +248,20 @@ fn placed_products(input: &SagaInput) -> impl Iterator<Item = Uuid> + '_ {
     lines.iter().map(|line| line.product_id)
 }
 
-/// The span of handling one event, with its ids and trace.
+/// The span of handling one event, with its ids and trace (a consumer
+/// span in the event's trace when spans are exported).
 fn event_span(event: &EventEnvelope) -> tracing::Span {
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "handle",
+        otel.kind = "consumer",
         event_id = %event.event_id,
         event_type = %event.event_type,
         correlation_id = %event.metadata.correlation_id,
         causation_id = %event.metadata.causation_id,
         trace_id = eventstore::trace::trace_id(event.metadata.traceparent.as_deref()).unwrap_or(""),
-    )
+    );
+    platform::otel::set_parent(&span, event.metadata.traceparent.as_deref());
+    span
 }
 
 /// Locks the saga of `order_id` (and then the products it may write to,

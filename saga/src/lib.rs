@@ -84,7 +84,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
 /// Entry point of the binary: the worker, or a dead-letter command.
 pub async fn main(cli: Cli) -> std::process::ExitCode {
     use std::process::ExitCode;
-    platform::telemetry::init("saga-worker", &cli.run.telemetry);
+    let _telemetry = platform::telemetry::init("saga-worker", &cli.run.telemetry);
     let outcome = match cli.command {
         None => run(cli.run, platform::shutdown::on_signal()).await,
         Some(Command::DeadLetters(command)) => dead_letter_command(cli.run, command).await,

@@ -43,5 +43,6 @@ pub fn init_logging() {
         // Quiet by default; set RUST_LOG to see the services' logs.
         return;
     }
-    platform::telemetry::init("test", &config);
+    // Kept for the test binary's life: spans, if exported, flow until it exits.
+    std::mem::forget(platform::telemetry::init("test", &config));
 }

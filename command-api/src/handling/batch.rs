@@ -46,6 +46,11 @@ pub(crate) async fn run(
     jobs: Vec<Box<dyn Job>>,
     key_retention: Duration,
 ) -> Leftovers {
+    // One transaction for many requests: linked to each one's append span.
+    let span = tracing::Span::current();
+    for origin in jobs.iter().filter_map(|job| job.context().origin.as_ref()) {
+        span.follows_from(origin);
+    }
     let outcomes = transact(pool, repository, &jobs, key_retention).await;
     let mut leftovers = Leftovers::default();
     match outcomes {

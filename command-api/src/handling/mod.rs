@@ -48,6 +48,10 @@ pub struct CommandContext {
     pub metadata: Metadata,
     /// The `Idempotency-Key` and request fingerprint, if a key was sent.
     pub idempotency: Option<IdempotencyRequest>,
+    /// The command's `append` span while spans are exported (`None`
+    /// otherwise; set by [`execute`]): the group-commit batch that commits
+    /// the command links to it.
+    pub origin: Option<tracing::Span>,
 }
 
 impl CommandContext {
@@ -66,6 +70,7 @@ impl CommandContext {
             if_match,
             metadata,
             idempotency,
+            origin: None,
         }
     }
 }
@@ -128,12 +133,14 @@ pub type AggregateState<C> = <<C as Command>::Aggregate as Aggregate>::State;
 pub type AggregateEvent<C> = <<C as Command>::Aggregate as Aggregate>::Event;
 
 /// Runs `command` through the group-commit writer of its stream and
-/// returns its reply once its batch committed.
-#[tracing::instrument(skip_all, fields(stream_id = %command.stream_id()))]
+/// returns its reply once its batch committed (the `append` span: queueing
+/// and the batch's transaction, which links back to it).
+#[tracing::instrument(name = "append", skip_all, fields(stream_id = %command.stream_id()))]
 pub async fn execute<C: Command>(
     state: &AppState,
-    context: CommandContext,
+    mut context: CommandContext,
     command: C,
 ) -> Result<Reply, ApiError> {
+    context.origin = platform::otel::enabled().then(tracing::Span::current);
     state.writers.submit(command, context).await
 }

@@ -9,6 +9,10 @@
 //! removed, and the caller drops the producer and starts over from the
 //! outbox; see [`super::producer_config`] for why no later event of a
 //! stream can have been written without the earlier ones.
+//!
+//! While spans are exported, each message has a `publish` span from its
+//! enqueueing to its acknowledgement, a child of its event's `traceparent`;
+//! otherwise no span is made (nothing is allocated per event for tracing).
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
@@ -64,6 +68,8 @@ struct InFlight {
     /// The topic of each position, for the published-events metric.
     topics: Vec<String>,
     deliveries: VecDeque<DeliveryFuture>,
+    /// The `publish` span of each delivery while spans are exported (else empty).
+    spans: VecDeque<tracing::Span>,
     sent_at: Instant,
 }
 
@@ -109,18 +115,25 @@ impl<'a> Pipeline<'a> {
             positions: Vec::with_capacity(batch.len()),
             topics: Vec::with_capacity(batch.len()),
             deliveries: VecDeque::with_capacity(batch.len()),
+            spans: VecDeque::new(),
             sent_at: Instant::now(),
         };
+        let traced = platform::otel::enabled();
         let mut refused = None;
         for event in batch {
             let topic = self.kafka.topic_for(&event.stream_type);
+            let span = traced.then(|| publish_span(&topic, event));
             match self.enqueue(&topic, event).await {
                 Ok(delivery) => {
                     sent.positions.push(event.global_position);
                     sent.topics.push(topic);
                     sent.deliveries.push_back(delivery);
+                    sent.spans.extend(span);
                 }
                 Err(source) => {
+                    if let Some(span) = span {
+                        span.record("otel.status_code", "ERROR");
+                    }
                     refused = Some(DeliveryError::Refused {
                         position: event.global_position,
                         source,
@@ -187,6 +200,8 @@ impl<'a> Pipeline<'a> {
             let failure = match tokio::time::timeout_at(deadline, delivery).await {
                 Ok(Ok(Ok(_))) => {
                     oldest.deliveries.pop_front();
+                    // Acknowledged: its publish span ends.
+                    oldest.spans.pop_front();
                     continue;
                 }
                 Ok(Ok(Err((error, _)))) => DeliveryError::Failed {
@@ -202,6 +217,9 @@ impl<'a> Pipeline<'a> {
                     timeout: self.timeout,
                 },
             };
+            if let Some(span) = oldest.spans.front() {
+                span.record("otel.status_code", "ERROR");
+            }
             let acked = oldest.positions[..done].to_vec();
             crate::metrics::record_published(&oldest.topics[..done]);
             self.forget(&acked);
@@ -218,4 +236,22 @@ impl<'a> Pipeline<'a> {
             self.in_flight.remove(position);
         }
     }
+}
+
+/// The `publish` span of `event`: a producer span in the trace of the
+/// request that appended it (see `platform::otel`).
+fn publish_span(topic: &str, event: &Outgoing) -> tracing::Span {
+    let span = tracing::info_span!(
+        "publish",
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = "kafka",
+        messaging.destination.name = topic,
+        event_id = %event.event_id,
+        event_type = %event.event_type,
+        stream_id = %event.stream_id,
+        global_position = event.global_position,
+    );
+    platform::otel::set_parent(&span, event.traceparent.as_deref());
+    span
 }

@@ -271,6 +271,13 @@ pub async fn project(pool: &PgPool, event: &EventEnvelope) -> Result<(), ApplyEr
 
 /// Applies `events` to the live read models in one transaction.
 pub async fn project_batch(pool: &PgPool, events: &[Decoded]) -> Result<Vec<Verdict>, ApplyError> {
+    // While spans are exported: each event's `project` span, in its trace,
+    // lasts until the transaction ends.
+    let _spans: Vec<tracing::Span> = if platform::otel::enabled() {
+        events.iter().map(project_span).collect()
+    } else {
+        Vec::new()
+    };
     let mut tx = pool
         .begin()
         .await
@@ -280,6 +287,20 @@ pub async fn project_batch(pool: &PgPool, events: &[Decoded]) -> Result<Vec<Verd
         .await
         .map_err(|source| ApplyError::database("committing", source))?;
     Ok(verdicts)
+}
+
+/// A consumer span for projecting `event`, a child of its `traceparent`.
+fn project_span(event: &Decoded) -> tracing::Span {
+    let span = tracing::info_span!(
+        "project",
+        otel.kind = "consumer",
+        event_id = %event.event_id,
+        event_type = %event.event_type,
+        stream_id = %event.stream_id,
+        stream_version = event.stream_version,
+    );
+    platform::otel::set_parent(&span, event.traceparent.as_deref());
+    span
 }
 
 /// Runs a consumer over `pool` and `kafka` until `shutdown`.

@@ -43,6 +43,9 @@ pub struct Decoded {
     pub recorded_at: DateTime<Utc>,
     /// The domain event, or why it cannot be decoded.
     pub event: Result<Known, EventDecodeError>,
+    /// Its metadata's `traceparent` while spans are exported (for the
+    /// projector's span in its trace); `None` otherwise.
+    pub traceparent: Option<String>,
 }
 
 impl Decoded {
@@ -63,6 +66,7 @@ impl Decoded {
             event_type: envelope.event_type.clone(),
             recorded_at: micros(envelope.recorded_at),
             event,
+            traceparent: traced(&envelope.metadata),
         }
     }
 
@@ -85,7 +89,7 @@ impl Decoded {
             metadata: Metadata,
         }
         let wire: Wire<'_> = serde_json::from_slice(json)?;
-        let decoded = Self::from_scanned(ScannedEvent {
+        let mut decoded = Self::from_scanned(ScannedEvent {
             event_id: wire.event_id,
             stream_id: wire.stream_id,
             stream_type: wire.stream_type,
@@ -96,6 +100,7 @@ impl Decoded {
             recorded_at: wire.recorded_at,
             payload: wire.payload.get().to_owned(),
         });
+        decoded.traceparent = traced(&wire.metadata);
         Ok((decoded, wire.metadata))
     }
 
@@ -116,7 +121,17 @@ impl Decoded {
             event_type: scanned.event_type,
             recorded_at: micros(scanned.recorded_at),
             event,
+            traceparent: None,
         }
+    }
+}
+
+/// The `traceparent` to keep: only while spans are exported.
+fn traced(metadata: &Metadata) -> Option<String> {
+    if platform::otel::enabled() {
+        metadata.traceparent.clone()
+    } else {
+        None
     }
 }
 
