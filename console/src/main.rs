@@ -5,6 +5,6 @@ use clap::Parser as _;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = web_console::Config::parse();
-    platform::telemetry::init("console", &config.telemetry);
+    let _telemetry = platform::telemetry::init("console", &config.telemetry);
     web_console::run(config, platform::shutdown::on_signal()).await
 }

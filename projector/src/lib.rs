@@ -76,7 +76,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         }
         Some(Command::Replay(args)) => run_replay(args).await,
         Some(Command::DeadLetters(args)) => {
-            platform::telemetry::init("projector-dead-letters", &args.telemetry);
+            let _telemetry = platform::telemetry::init("projector-dead-letters", &args.telemetry);
             match dead_letter_command(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
