@@ -1,8 +1,9 @@
 //! The projector's dead letters: an event the live projector cannot decode
 //! or apply after bounded attempts, and a Kafka message that is not an
 //! event at all, is parked in `projector.dead_letters` and copied to
-//! `<topic>.dlq` (headers `dlq_reason`, `dlq_source_topic`,
-//! `dlq_source_partition`, `dlq_source_offset`, `dlq_attempts`); the
+//! `<topic>.dlq` (headers `dlq_consumer` = `projector`, `dlq_reason`,
+//! `dlq_source_topic`, `dlq_source_partition`, `dlq_source_offset`,
+//! `dlq_attempts`; the saga worker's copies share the topic); the
 //! projector goes on with every other stream. Nothing is skipped silently.
 //!
 //! Ordering: while a stream has a parked letter, every later event of that
@@ -176,7 +177,7 @@ impl DeadLetters {
     pub fn new(pool: PgPool, kafka: &KafkaConfig) -> Result<Self, rdkafka::error::KafkaError> {
         Ok(Self {
             pool,
-            publisher: DeadLetterPublisher::new(kafka)?,
+            publisher: DeadLetterPublisher::new(kafka, "projector")?,
         })
     }
 

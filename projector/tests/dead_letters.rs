@@ -91,6 +91,7 @@ async fn a_poison_event_is_parked_after_its_tries_with_its_stream_behind_it() {
     assert_eq!(copies.len(), 2);
     for (copy, (letter, attempts)) in copies.iter().zip([(first, "3"), (second, "0")]) {
         assert_eq!(copy.key, p1.to_string());
+        assert_eq!(copy.headers["dlq_consumer"], "projector");
         assert_eq!(copy.headers["dlq_reason"], letter.reason);
         assert_eq!(copy.headers["dlq_source_topic"], topic);
         assert_eq!(
