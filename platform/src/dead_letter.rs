@@ -37,18 +37,20 @@ pub struct Letter {
     pub partition: i32,
     /// Offset.
     pub offset: i64,
-    /// Key (UTF-8, lossily).
+    /// Key (UTF-8, lossily, without NULs).
     pub key: Option<String>,
-    /// Value (UTF-8, lossily; empty if it had none).
+    /// Value (UTF-8, lossily, without NULs; empty if it had none).
     pub payload: String,
-    /// Headers (values UTF-8, lossily).
+    /// Headers (values UTF-8, lossily, without NULs).
     pub headers: Vec<(String, String)>,
 }
 
 impl Letter {
-    /// Copies `message`.
+    /// Copies `message`: key, value and header values as UTF-8, lossily,
+    /// with NUL characters (which PostgreSQL text and JSON cannot hold)
+    /// replaced by U+FFFD, so any message can be parked.
     pub fn from_message(message: &impl Message) -> Self {
-        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}");
         Self {
             topic: message.topic().to_owned(),
             partition: message.partition(),
@@ -160,4 +162,37 @@ pub struct PublishError {
     /// What Kafka reported.
     #[source]
     pub source: KafkaError,
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::message::{OwnedMessage, Timestamp};
+
+    use super::*;
+
+    #[test]
+    fn any_bytes_become_text_postgres_can_store() {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "event_id",
+            value: Some(&b"a\0b"[..]),
+        });
+        let message = OwnedMessage::new(
+            Some(b"\x00\xff{".to_vec()),
+            Some(b"k\0".to_vec()),
+            "t".to_owned(),
+            Timestamp::NotAvailable,
+            2,
+            7,
+            Some(headers),
+        );
+        let letter = Letter::from_message(&message);
+        assert_eq!(letter.payload, "\u{FFFD}\u{FFFD}{");
+        assert_eq!(letter.key.as_deref(), Some("k\u{FFFD}"));
+        assert_eq!(letter.header("event_id"), Some("a\u{FFFD}b"));
+        assert_eq!(
+            (letter.topic.as_str(), letter.partition, letter.offset),
+            ("t", 2, 7)
+        );
+        assert!(!letter.headers_json().to_string().contains("\\u0000"));
+    }
 }
