@@ -273,6 +273,59 @@ async fn a_corrupt_message_is_parked_and_redriven_from_the_log_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_known_only_by_its_key_holds_its_stream_and_redrive_catches_it_up_from_the_log() {
+    let h = Harness::new().await;
+    let p1 = Uuid::now_v7();
+    let first = h.register(p1, "Lamp", 1000, 5).await;
+    h.restock(p1, 1).await; // its message is lost (the raw one below)
+    let third = h.restock(p1, 10).await;
+    h.publish(&[first]).await;
+    // No headers, a value that is not JSON: only the key names the stream.
+    h.publish_raw("inventory", &p1.to_string(), b"\x00\x01")
+        .await;
+    // And one that names nothing at all.
+    h.publish_raw("inventory", "garbage", b"??").await;
+    h.publish(std::slice::from_ref(&third)).await;
+
+    let consumer = h.consumer_with_attempts(&h.group(), ATTEMPTS);
+    let stats = consumer.stats.clone();
+    testkit::eventually("three parked", SETTLE, || {
+        let stats = stats.clone();
+        async move { (stats.parked() == 3).then_some(()) }
+    })
+    .await;
+    consumer.stop().await;
+    assert_eq!(stock(h.pool(), p1).await, Some((5, 1)));
+    let letters = dead_letter::list(h.pool(), false).await.unwrap();
+    let keyed = letters
+        .iter()
+        .find(|l| l.message_key == Some(p1.to_string()))
+        .unwrap();
+    assert_eq!((keyed.stream_id, keyed.event_id), (Some(p1), None));
+    let nameless = letters.iter().find(|l| l.stream_id.is_none()).unwrap();
+
+    let results = dead_letter::redrive(h.pool(), None).await.unwrap();
+    assert_eq!(results.len(), 3, "{results:?}");
+    let outcome = |id: i64| &results.iter().find(|r| r.id == id).unwrap().outcome;
+    // The stream is brought up to date from the log, in order: its second
+    // and third events, whatever the lost message was.
+    assert_eq!(outcome(keyed.id), &Ok(Reapplied::Applied));
+    let behind = letters
+        .iter()
+        .find(|l| l.event_id == Some(third.event_id))
+        .unwrap();
+    assert_eq!(outcome(behind.id), &Ok(Reapplied::Duplicate));
+    assert_eq!(stock(h.pool(), p1).await, Some((16, 3)));
+    let error = outcome(nameless.id).as_ref().unwrap_err();
+    assert!(error.contains("names no event and no stream"), "{error}");
+    let parked = dead_letter::list(h.pool(), false).await.unwrap();
+    assert_eq!(
+        parked.iter().map(|l| l.id).collect::<Vec<_>>(),
+        [nameless.id]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_dead_letters_command_lists_shows_and_redrives() {
     let h = Harness::new().await;
     let (p1, p2) = (Uuid::now_v7(), Uuid::now_v7());

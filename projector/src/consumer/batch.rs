@@ -249,7 +249,10 @@ impl Consumer {
 
     /// Applies `events`; the ones rejected (poison, and what is behind it
     /// in its stream) are tried again on their own, everything else being
-    /// committed, until `max_attempts` tries in all. Returns the final
+    /// committed, until `max_attempts` tries in all. Only database failures
+    /// are transient (and retried with backoff by [`Self::apply_with_retries`]);
+    /// a rejection is a verdict on the event and the code, so the tries
+    /// follow at once rather than hold up the next batch. Returns the final
     /// verdicts; `None` on shutdown.
     async fn apply_poison_bounded(
         &self,
@@ -257,7 +260,6 @@ impl Consumer {
         shutdown: &CancellationToken,
     ) -> Option<Vec<Verdict>> {
         let mut verdicts = self.apply_with_retries(events, shutdown).await?;
-        let mut backoff = self.settings.retry_initial_backoff;
         for attempt in 2..=self.settings.max_attempts {
             let again: Vec<usize> = (0..verdicts.len())
                 .filter(|i| matches!(verdicts[*i], Verdict::Rejected(_)))
@@ -265,18 +267,12 @@ impl Consumer {
             if again.is_empty() {
                 break;
             }
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 events = again.len(),
                 attempt,
-                retry_in_ms = backoff.as_millis() as u64,
                 "events cannot be projected; trying them again on their own"
             );
-            self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            tokio::select! {
-                () = shutdown.cancelled() => return None,
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(self.settings.retry_max_backoff);
             let retried: Vec<Decoded> = again.iter().map(|i| events[*i].clone()).collect();
             let outcome = self.apply_with_retries(&retried, shutdown).await?;
             for (i, verdict) in again.into_iter().zip(outcome) {
