@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{Harness, SETTLE};
 use eventstore::{EventEnvelope, NewEvent};
 use platform::kafka::KafkaConfig;
-use projector::dead_letter::{self, DeadLetter, Reapplied};
+use projector::dead_letter::{self, DeadLetter, DeadLetters, Letter, Parked, Reapplied, Subject};
 use serde_json::json;
 use sqlx::PgPool;
 use testkit::KafkaProbe;
@@ -323,6 +323,87 @@ async fn a_message_known_only_by_its_key_holds_its_stream_and_redrive_catches_it
         parked.iter().map(|l| l.id).collect::<Vec<_>>(),
         [nameless.id]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parking_behind_a_letter_is_checked_again_under_the_streams_lock() {
+    let h = Harness::new().await;
+    let letters = DeadLetters::new(h.pool().clone(), &h.kafka.config).unwrap();
+    let stream = Uuid::now_v7();
+    let topic = h.kafka.config.topic_for("inventory");
+    let letter = |offset| Letter {
+        topic: topic.clone(),
+        partition: 0,
+        offset,
+        key: Some(stream.to_string()),
+        payload: "x".to_owned(),
+        headers: Vec::new(),
+    };
+    let subject = Subject {
+        stream_id: Some(stream),
+        ..Subject::default()
+    };
+    let root = letters
+        .park(&letter(5), &subject, "poison", 3)
+        .await
+        .unwrap();
+    assert!(root.new);
+    assert_eq!(
+        letters
+            .park(&letter(5), &subject, "again", 3)
+            .await
+            .unwrap(),
+        Parked {
+            id: root.id,
+            new: false
+        },
+        "once per offset"
+    );
+    let behind = letters
+        .park_behind(&letter(6), &subject, stream)
+        .await
+        .unwrap()
+        .unwrap();
+    let row = dead_letter::show(h.pool(), behind.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.reason, format!("blocked by dead letter #{}", root.id));
+    assert_eq!(row.attempts, 0);
+    assert_eq!(
+        letters
+            .park_behind(&letter(4), &subject, stream)
+            .await
+            .unwrap(),
+        None,
+        "a message from before the first letter is not held back"
+    );
+
+    // A re-drive clearing the stream under its lock: parking behind waits,
+    // then finds the stream free instead of parking behind a cleared letter.
+    let mut redrive = h.pool().begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('projector.dead_letters'), hashtext($1))")
+        .bind(stream.to_string())
+        .execute(&mut *redrive)
+        .await
+        .unwrap();
+    let seventh = letter(7);
+    let pending = tokio::spawn(async move {
+        letters
+            .park_behind(&seventh, &subject, stream)
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!pending.is_finished(), "waits for the stream's lock");
+    sqlx::query("UPDATE projector.dead_letters SET status = 'redriven' WHERE stream_id = $1")
+        .bind(stream)
+        .execute(&mut *redrive)
+        .await
+        .unwrap();
+    redrive.commit().await.unwrap();
+    assert_eq!(pending.await.unwrap(), None);
+    assert_eq!(dead_letter::list(h.pool(), true).await.unwrap().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

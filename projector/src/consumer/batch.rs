@@ -173,27 +173,32 @@ impl Consumer {
         let (mut messages, mut events, mut correlations) = (Vec::new(), Vec::new(), Vec::new());
         for (message, event, correlation_id) in candidates {
             let offset = message.offset();
-            match blockers.blocker(event.stream_id, &topic, partition, offset) {
-                Some(blocker) => {
-                    crate::metrics::record_outcome(&topic, "blocked", 1);
-                    let letter = Letter::from_message(&message);
-                    let reason = dead_letter::blocked_reason(blocker);
-                    let subject = Subject::of_event(&event);
-                    if self
-                        .park(&letter, &subject, &reason, 0, shutdown)
-                        .await
-                        .is_none()
-                    {
-                        return false;
+            if blockers
+                .blocker(event.stream_id, &topic, partition, offset)
+                .is_some()
+            {
+                // Held back, unless a re-drive freed the stream meanwhile.
+                let letter = Letter::from_message(&message);
+                let subject = Subject::of_event(&event);
+                let behind = self
+                    .retrying("parking a dead letter", shutdown, || {
+                        self.dead_letters
+                            .park_behind(&letter, &subject, event.stream_id)
+                    })
+                    .await;
+                match behind {
+                    None => return false,
+                    Some(Some(_)) => {
+                        crate::metrics::record_outcome(&topic, "blocked", 1);
+                        parked += 1;
+                        continue;
                     }
-                    parked += 1;
-                }
-                None => {
-                    messages.push(message);
-                    events.push(event);
-                    correlations.push(correlation_id);
+                    Some(None) => {}
                 }
             }
+            messages.push(message);
+            events.push(event);
+            correlations.push(correlation_id);
         }
 
         if !events.is_empty() {

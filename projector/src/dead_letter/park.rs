@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use platform::dead_letter::{DeadLetterPublisher, PublishError};
 use platform::kafka::KafkaConfig;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::{Letter, Subject};
@@ -81,7 +81,50 @@ impl DeadLetters {
         reason: &str,
         attempts: u32,
     ) -> Result<Parked, ParkError> {
-        if let Some(id) = self.parked_at(letter).await? {
+        let mut conn = self.pool.acquire().await?;
+        let parked = self
+            .park_on(&mut conn, letter, subject, reason, attempts)
+            .await?;
+        announce(letter, subject, reason, attempts, parked);
+        Ok(parked)
+    }
+
+    /// Parks `letter` (an event of `stream`) behind the stream's oldest
+    /// parked letter, if the stream still has one that holds it back
+    /// ([`Blockers::blocker`]): checked and written under the stream's lock,
+    /// which a re-drive also takes to mark letters re-driven, so a letter is
+    /// never parked behind one a re-drive has just cleared. `None` if the
+    /// stream is no longer held back: the event is to be applied.
+    pub async fn park_behind(
+        &self,
+        letter: &Letter,
+        subject: &Subject,
+        stream: Uuid,
+    ) -> Result<Option<Parked>, ParkError> {
+        let mut tx = self.pool.begin().await?;
+        lock_stream(&mut tx, stream).await?;
+        let blockers = blockers_on(&mut tx, &[stream]).await?;
+        let Some(blocker) =
+            blockers.blocker(stream, &letter.topic, letter.partition, letter.offset)
+        else {
+            return Ok(None);
+        };
+        let reason = blocked_reason(blocker);
+        let parked = self.park_on(&mut tx, letter, subject, &reason, 0).await?;
+        tx.commit().await?;
+        announce(letter, subject, &reason, 0, parked);
+        Ok(Some(parked))
+    }
+
+    async fn park_on(
+        &self,
+        conn: &mut PgConnection,
+        letter: &Letter,
+        subject: &Subject,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<Parked, ParkError> {
+        if let Some(id) = parked_at(&mut *conn, letter).await? {
             return Ok(Parked { id, new: false });
         }
         self.publisher.publish(letter, reason, attempts).await?;
@@ -106,55 +149,83 @@ impl DeadLetters {
         .bind(subject.stream_version)
         .bind(reason)
         .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?;
-        let Some(id) = inserted else {
+        match inserted {
+            Some(id) => Ok(Parked { id, new: true }),
             // Another instance parked it meanwhile (a rebalance).
-            let id = self.parked_at(letter).await?.ok_or_else(|| {
-                sqlx::Error::Protocol("dead letter vanished after a conflict".to_owned())
-            })?;
-            return Ok(Parked { id, new: false });
-        };
-        tracing::error!(
-            dead_letter = id, topic = letter.topic.as_str(), partition = letter.partition,
-            offset = letter.offset, event_id = ?subject.event_id, stream_id = ?subject.stream_id,
-            %reason, attempts, "message dead-lettered"
-        );
-        crate::metrics::record_dead_letter(&letter.topic);
-        Ok(Parked { id, new: true })
-    }
-
-    async fn parked_at(&self, letter: &Letter) -> Result<Option<i64>, sqlx::Error> {
-        sqlx::query_scalar(
-            r#"SELECT id FROM projector.dead_letters
-               WHERE topic = $1 AND partition = $2 AND "offset" = $3"#,
-        )
-        .bind(&letter.topic)
-        .bind(letter.partition)
-        .bind(letter.offset)
-        .fetch_optional(&self.pool)
-        .await
+            None => {
+                let id = parked_at(&mut *conn, letter).await?.ok_or_else(|| {
+                    sqlx::Error::Protocol("dead letter vanished after a conflict".to_owned())
+                })?;
+                Ok(Parked { id, new: false })
+            }
+        }
     }
 
     /// The parked letters of `stream_ids`, in one query for a whole batch.
     pub async fn blockers(&self, stream_ids: &[Uuid]) -> Result<Blockers, sqlx::Error> {
-        let rows: Vec<(Uuid, i64, String, i32, i64)> = sqlx::query_as(
-            r#"SELECT stream_id, id, topic, partition, "offset" FROM projector.dead_letters
-               WHERE stream_id = ANY($1) AND status = 'parked'"#,
-        )
-        .bind(stream_ids)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut blockers = Blockers::default();
-        for (stream, id, topic, partition, offset) in rows {
-            blockers
-                .parked
-                .entry(stream)
-                .or_default()
-                .push((id, topic, partition, offset));
-        }
-        Ok(blockers)
+        let mut conn = self.pool.acquire().await?;
+        blockers_on(&mut conn, stream_ids).await
     }
+}
+
+/// Logs and counts a letter parked for the first time.
+fn announce(letter: &Letter, subject: &Subject, reason: &str, attempts: u32, parked: Parked) {
+    if !parked.new {
+        return;
+    }
+    tracing::error!(
+        dead_letter = parked.id, topic = letter.topic.as_str(), partition = letter.partition,
+        offset = letter.offset, event_id = ?subject.event_id, stream_id = ?subject.stream_id,
+        %reason, attempts, "message dead-lettered"
+    );
+    crate::metrics::record_dead_letter(&letter.topic);
+}
+
+async fn parked_at(conn: &mut PgConnection, letter: &Letter) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        r#"SELECT id FROM projector.dead_letters
+           WHERE topic = $1 AND partition = $2 AND "offset" = $3"#,
+    )
+    .bind(&letter.topic)
+    .bind(letter.partition)
+    .bind(letter.offset)
+    .fetch_optional(conn)
+    .await
+}
+
+async fn blockers_on(
+    conn: &mut PgConnection,
+    stream_ids: &[Uuid],
+) -> Result<Blockers, sqlx::Error> {
+    let rows: Vec<(Uuid, i64, String, i32, i64)> = sqlx::query_as(
+        r#"SELECT stream_id, id, topic, partition, "offset" FROM projector.dead_letters
+           WHERE stream_id = ANY($1) AND status = 'parked'"#,
+    )
+    .bind(stream_ids)
+    .fetch_all(conn)
+    .await?;
+    let mut blockers = Blockers::default();
+    for (stream, id, topic, partition, offset) in rows {
+        blockers
+            .parked
+            .entry(stream)
+            .or_default()
+            .push((id, topic, partition, offset));
+    }
+    Ok(blockers)
+}
+
+/// Takes `stream`'s dead-letter lock until the end of the transaction:
+/// parking behind a letter and marking letters re-driven serialize on it.
+/// (Two-key advisory locks live apart from the one-key locks used elsewhere.)
+pub(crate) async fn lock_stream(conn: &mut PgConnection, stream: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('projector.dead_letters'), hashtext($1))")
+        .bind(stream.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// The reason of a letter parked behind `blocker`.

@@ -8,6 +8,7 @@ use eventstore::EventEnvelope;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::park::lock_stream;
 use super::{list, show, DeadLetter, COLUMNS};
 use crate::apply::{ApplyError, Verdict};
 use crate::projection::{self, Decoded};
@@ -131,13 +132,21 @@ async fn redrive_letter(
     let outcome = redrive_one(pool, letter).await?;
     match &outcome {
         Ok(_) => {
+            // Under the stream's lock: the live projector either parked its
+            // next event before this (the next pass finds it) or sees the
+            // stream free.
+            let mut tx = pool.begin().await?;
+            if let Some(stream) = letter.stream_id {
+                lock_stream(&mut tx, stream).await?;
+            }
             sqlx::query(
                 "UPDATE projector.dead_letters SET status = 'redriven', redriven_at = now()
                  WHERE id = $1 AND status = 'parked'",
             )
             .bind(letter.id)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
             tracing::info!(dead_letter = letter.id, "dead letter re-driven");
         }
         Err(error) => {
