@@ -218,7 +218,13 @@ impl Consumer {
                 })
                 .collect();
             committed += (events.len() - rejected.len()) as u64;
-            rejected.sort_by_key(|(i, _)| (events[*i].stream_id, events[*i].stream_version));
+            rejected.sort_by_key(|(i, _)| {
+                (
+                    events[*i].stream_id,
+                    events[*i].stream_version,
+                    messages[*i].offset(),
+                )
+            });
             let mut poison: HashMap<Uuid, i64> = HashMap::new();
             for (i, error) in rejected {
                 let (event, message) = (&events[i], &messages[i]);
