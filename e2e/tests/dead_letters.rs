@@ -53,9 +53,16 @@ async fn an_unparseable_message_is_dead_lettered_with_its_origin_and_the_worker_
     assert_eq!(parked.topic, topic);
     assert_eq!(parked.status, "parked");
 
-    let records = dlq_probe.read(1, WAIT).await;
-    assert_eq!(records.len(), 1, "published to the .dlq topic");
-    let headers = &records[0].headers;
+    // The projector parks it too; the copies tell their consumers apart.
+    let records = dlq_probe.read(2, WAIT).await;
+    let copy = |consumer: &str| {
+        records
+            .iter()
+            .find(|r| r.headers.get("dlq_consumer").map(String::as_str) == Some(consumer))
+            .unwrap_or_else(|| panic!("{consumer}'s copy on the .dlq topic: {records:?}"))
+    };
+    assert!(copy("projector").headers["dlq_reason"].starts_with("undecodable"));
+    let headers = &copy("saga").headers;
     assert!(headers["dlq_reason"].starts_with("unparseable envelope"));
     assert_eq!(headers["dlq_source_topic"], topic);
     assert_eq!(headers["dlq_source_offset"], parked.offset.to_string());

@@ -211,7 +211,29 @@ async fn every_process_serves_its_metrics_in_the_prometheus_format() {
                 &[("group", group.as_str()), ("topic", orders_topic_label)],
             ),
             ("db_pool_connections", &[("pool", "projector")]),
+            // The poison message is the projector's dead letter too.
+            (
+                "dead_letters_total",
+                &[("consumer", "projector"), ("topic", orders_topic_label)],
+            ),
+            (
+                "dead_letters_parked",
+                &[("consumer", "projector"), ("topic", orders_topic_label)],
+            ),
         ],
+    )
+    .await;
+    // Sampled every few seconds, for every event topic (0 when none is parked).
+    testkit::eventually(
+        "the projector's parked dead letter sampled",
+        WAIT,
+        || async {
+            let parked = scrape(&http, &processes.projector).await.value(
+                "dead_letters_parked",
+                &[("consumer", "projector"), ("topic", orders_topic_label)],
+            );
+            (parked == Some(1.0)).then_some(())
+        },
     )
     .await;
     assert!(

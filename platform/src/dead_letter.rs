@@ -1,8 +1,10 @@
 //! Dead-letter plumbing shared by the consumers: a consumed message as it
 //! will be parked ([`Letter`]), and the copy each consumer publishes to
-//! `<topic>.dlq` with headers saying why, where it came from and how often
-//! it was tried ([`DeadLetterPublisher`]). Each consumer keeps its own table
-//! (`saga.dead_letters`, `projector.dead_letters`).
+//! `<topic>.dlq` with headers saying which consumer gave up on it, why,
+//! where it came from and how often it was tried ([`DeadLetterPublisher`]).
+//! Each consumer keeps its own table (`saga.dead_letters`,
+//! `projector.dead_letters`); several consumers of one topic share its
+//! `.dlq` topic and are told apart by `dlq_consumer`.
 
 use std::time::Duration;
 
@@ -13,6 +15,8 @@ use rdkafka::util::Timeout;
 
 use crate::kafka::KafkaConfig;
 
+/// Header naming the consumer that dead-lettered the message (`saga`, `projector`).
+pub const CONSUMER_HEADER: &str = "dlq_consumer";
 /// Header naming why the message was dead-lettered.
 pub const REASON_HEADER: &str = "dlq_reason";
 /// Header naming the topic the message was read from.
@@ -33,18 +37,20 @@ pub struct Letter {
     pub partition: i32,
     /// Offset.
     pub offset: i64,
-    /// Key (UTF-8, lossily).
+    /// Key (UTF-8, lossily, without NULs).
     pub key: Option<String>,
-    /// Value (UTF-8, lossily; empty if it had none).
+    /// Value (UTF-8, lossily, without NULs; empty if it had none).
     pub payload: String,
-    /// Headers (values UTF-8, lossily).
+    /// Headers (values UTF-8, lossily, without NULs).
     pub headers: Vec<(String, String)>,
 }
 
 impl Letter {
-    /// Copies `message`.
+    /// Copies `message`: key, value and header values as UTF-8, lossily,
+    /// with NUL characters (which PostgreSQL text and JSON cannot hold)
+    /// replaced by U+FFFD, so any message can be parked.
     pub fn from_message(message: &impl Message) -> Self {
-        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}");
         Self {
             topic: message.topic().to_owned(),
             partition: message.partition(),
@@ -85,23 +91,25 @@ impl Letter {
 /// Publishes copies of dead letters to `<topic>.dlq`.
 pub struct DeadLetterPublisher {
     producer: FutureProducer,
+    consumer: &'static str,
 }
 
 impl DeadLetterPublisher {
-    /// An idempotent producer (`acks=all`) on `kafka`.
-    pub fn new(kafka: &KafkaConfig) -> Result<Self, KafkaError> {
+    /// An idempotent producer (`acks=all`) on `kafka` for the copies of
+    /// `consumer`'s dead letters.
+    pub fn new(kafka: &KafkaConfig, consumer: &'static str) -> Result<Self, KafkaError> {
         let producer = kafka
             .client_config()
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .create()?;
-        Ok(Self { producer })
+        Ok(Self { producer, consumer })
     }
 
     /// Publishes `letter` (key, value and headers as received) to
-    /// `<topic>.dlq`, adding the `dlq_*` headers: `reason`, the source
-    /// topic, partition and offset, and `attempts`. Returns the topic
-    /// written to.
+    /// `<topic>.dlq`, adding the `dlq_*` headers: the consumer, `reason`,
+    /// the source topic, partition and offset, and `attempts`. Returns the
+    /// topic written to.
     pub async fn publish(
         &self,
         letter: &Letter,
@@ -112,8 +120,9 @@ impl DeadLetterPublisher {
         let partition = letter.partition.to_string();
         let offset = letter.offset.to_string();
         let attempts = attempts.to_string();
-        let mut headers = OwnedHeaders::new_with_capacity(letter.headers.len() + 5);
+        let mut headers = OwnedHeaders::new_with_capacity(letter.headers.len() + 6);
         let added = [
+            (CONSUMER_HEADER, self.consumer),
             (REASON_HEADER, reason),
             (SOURCE_TOPIC_HEADER, letter.topic.as_str()),
             (SOURCE_PARTITION_HEADER, partition.as_str()),
@@ -153,4 +162,37 @@ pub struct PublishError {
     /// What Kafka reported.
     #[source]
     pub source: KafkaError,
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::message::{OwnedMessage, Timestamp};
+
+    use super::*;
+
+    #[test]
+    fn any_bytes_become_text_postgres_can_store() {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "event_id",
+            value: Some(&b"a\0b"[..]),
+        });
+        let message = OwnedMessage::new(
+            Some(b"\x00\xff{".to_vec()),
+            Some(b"k\0".to_vec()),
+            "t".to_owned(),
+            Timestamp::NotAvailable,
+            2,
+            7,
+            Some(headers),
+        );
+        let letter = Letter::from_message(&message);
+        assert_eq!(letter.payload, "\u{FFFD}\u{FFFD}{");
+        assert_eq!(letter.key.as_deref(), Some("k\u{FFFD}"));
+        assert_eq!(letter.header("event_id"), Some("a\u{FFFD}b"));
+        assert_eq!(
+            (letter.topic.as_str(), letter.partition, letter.offset),
+            ("t", 2, 7)
+        );
+        assert!(!letter.headers_json().to_string().contains("\\u0000"));
+    }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{Harness, SETTLE};
 use eventstore::{EventEnvelope, NewEvent};
 use platform::kafka::KafkaConfig;
-use projector::dead_letter::{self, DeadLetter, Reapplied};
+use projector::dead_letter::{self, DeadLetter, DeadLetters, Letter, Parked, Reapplied, Subject};
 use serde_json::json;
 use sqlx::PgPool;
 use testkit::KafkaProbe;
@@ -91,6 +91,7 @@ async fn a_poison_event_is_parked_after_its_tries_with_its_stream_behind_it() {
     assert_eq!(copies.len(), 2);
     for (copy, (letter, attempts)) in copies.iter().zip([(first, "3"), (second, "0")]) {
         assert_eq!(copy.key, p1.to_string());
+        assert_eq!(copy.headers["dlq_consumer"], "projector");
         assert_eq!(copy.headers["dlq_reason"], letter.reason);
         assert_eq!(copy.headers["dlq_source_topic"], topic);
         assert_eq!(
@@ -269,6 +270,140 @@ async fn a_corrupt_message_is_parked_and_redriven_from_the_log_in_order() {
         rows,
         "the re-driven rows are a fold of the log"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_known_only_by_its_key_holds_its_stream_and_redrive_catches_it_up_from_the_log() {
+    let h = Harness::new().await;
+    let p1 = Uuid::now_v7();
+    let first = h.register(p1, "Lamp", 1000, 5).await;
+    h.restock(p1, 1).await; // its message is lost (the raw one below)
+    let third = h.restock(p1, 10).await;
+    h.publish(&[first]).await;
+    // No headers, a value that is not JSON: only the key names the stream.
+    h.publish_raw("inventory", &p1.to_string(), b"\x00\x01")
+        .await;
+    // And one that names nothing at all.
+    h.publish_raw("inventory", "garbage", b"??").await;
+    h.publish(std::slice::from_ref(&third)).await;
+
+    let consumer = h.consumer_with_attempts(&h.group(), ATTEMPTS);
+    let stats = consumer.stats.clone();
+    testkit::eventually("three parked", SETTLE, || {
+        let stats = stats.clone();
+        async move { (stats.parked() == 3).then_some(()) }
+    })
+    .await;
+    consumer.stop().await;
+    assert_eq!(stock(h.pool(), p1).await, Some((5, 1)));
+    let letters = dead_letter::list(h.pool(), false).await.unwrap();
+    let keyed = letters
+        .iter()
+        .find(|l| l.message_key == Some(p1.to_string()))
+        .unwrap();
+    assert_eq!((keyed.stream_id, keyed.event_id), (Some(p1), None));
+    let nameless = letters.iter().find(|l| l.stream_id.is_none()).unwrap();
+
+    let results = dead_letter::redrive(h.pool(), None).await.unwrap();
+    assert_eq!(results.len(), 3, "{results:?}");
+    let outcome = |id: i64| &results.iter().find(|r| r.id == id).unwrap().outcome;
+    // The stream is brought up to date from the log, in order: its second
+    // and third events, whatever the lost message was.
+    assert_eq!(outcome(keyed.id), &Ok(Reapplied::Applied));
+    let behind = letters
+        .iter()
+        .find(|l| l.event_id == Some(third.event_id))
+        .unwrap();
+    assert_eq!(outcome(behind.id), &Ok(Reapplied::Duplicate));
+    assert_eq!(stock(h.pool(), p1).await, Some((16, 3)));
+    let error = outcome(nameless.id).as_ref().unwrap_err();
+    assert!(error.contains("names no event and no stream"), "{error}");
+    let parked = dead_letter::list(h.pool(), false).await.unwrap();
+    assert_eq!(
+        parked.iter().map(|l| l.id).collect::<Vec<_>>(),
+        [nameless.id]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parking_behind_a_letter_is_checked_again_under_the_streams_lock() {
+    let h = Harness::new().await;
+    let letters = DeadLetters::new(h.pool().clone(), &h.kafka.config).unwrap();
+    let stream = Uuid::now_v7();
+    let topic = h.kafka.config.topic_for("inventory");
+    let letter = |offset| Letter {
+        topic: topic.clone(),
+        partition: 0,
+        offset,
+        key: Some(stream.to_string()),
+        payload: "x".to_owned(),
+        headers: Vec::new(),
+    };
+    let subject = Subject {
+        stream_id: Some(stream),
+        ..Subject::default()
+    };
+    let root = letters
+        .park(&letter(5), &subject, "poison", 3)
+        .await
+        .unwrap();
+    assert!(root.new);
+    assert_eq!(
+        letters
+            .park(&letter(5), &subject, "again", 3)
+            .await
+            .unwrap(),
+        Parked {
+            id: root.id,
+            new: false
+        },
+        "once per offset"
+    );
+    let behind = letters
+        .park_behind(&letter(6), &subject, stream)
+        .await
+        .unwrap()
+        .unwrap();
+    let row = dead_letter::show(h.pool(), behind.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.reason, format!("blocked by dead letter #{}", root.id));
+    assert_eq!(row.attempts, 0);
+    assert_eq!(
+        letters
+            .park_behind(&letter(4), &subject, stream)
+            .await
+            .unwrap(),
+        None,
+        "a message from before the first letter is not held back"
+    );
+
+    // A re-drive clearing the stream under its lock: parking behind waits,
+    // then finds the stream free instead of parking behind a cleared letter.
+    let mut redrive = h.pool().begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('projector.dead_letters'), hashtext($1))")
+        .bind(stream.to_string())
+        .execute(&mut *redrive)
+        .await
+        .unwrap();
+    let seventh = letter(7);
+    let pending = tokio::spawn(async move {
+        letters
+            .park_behind(&seventh, &subject, stream)
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!pending.is_finished(), "waits for the stream's lock");
+    sqlx::query("UPDATE projector.dead_letters SET status = 'redriven' WHERE stream_id = $1")
+        .bind(stream)
+        .execute(&mut *redrive)
+        .await
+        .unwrap();
+    redrive.commit().await.unwrap();
+    assert_eq!(pending.await.unwrap(), None);
+    assert_eq!(dead_letter::list(h.pool(), true).await.unwrap().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use platform::kafka::KafkaConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::ClientContext;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, Notify};
@@ -245,21 +245,5 @@ impl SagaConsumer {
 }
 
 fn letter_of(message: &BorrowedMessage<'_>) -> Letter {
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    Letter {
-        topic: message.topic().to_owned(),
-        partition: message.partition(),
-        offset: message.offset(),
-        key: message.key().map(text),
-        payload: message.payload().map(text).unwrap_or_default(),
-        headers: message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|h| (h.key.to_owned(), h.value.map(text).unwrap_or_default()))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    }
+    Letter::from_message(message)
 }

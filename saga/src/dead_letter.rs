@@ -9,12 +9,9 @@
 //! processes parked letters oldest first, which replays them in order.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
+use platform::dead_letter::DeadLetterPublisher;
 use platform::kafka::KafkaConfig;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -22,22 +19,7 @@ use eventstore::EventEnvelope;
 
 use crate::handler::{Handled, Handler};
 
-/// A consumed message, owned, as it will be parked.
-#[derive(Debug, Clone)]
-pub struct Letter {
-    /// Topic it was read from.
-    pub topic: String,
-    /// Partition.
-    pub partition: i32,
-    /// Offset.
-    pub offset: i64,
-    /// Key.
-    pub key: Option<String>,
-    /// Value (UTF-8, lossily).
-    pub payload: String,
-    /// Headers.
-    pub headers: Vec<(String, String)>,
-}
+pub use platform::dead_letter::Letter;
 
 /// A parked (or re-driven) message, as stored.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -73,18 +55,14 @@ pub struct DeadLetter {
 /// Parks messages.
 pub struct DeadLetters {
     pool: PgPool,
-    producer: FutureProducer,
+    publisher: DeadLetterPublisher,
 }
 
 impl DeadLetters {
     /// Parks through `pool` and a producer on `kafka`.
     pub fn new(pool: PgPool, kafka: &KafkaConfig) -> Result<Self, rdkafka::error::KafkaError> {
-        let producer = kafka
-            .client_config()
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .create()?;
-        Ok(Self { pool, producer })
+        let publisher = DeadLetterPublisher::new(kafka, "saga")?;
+        Ok(Self { pool, publisher })
     }
 
     /// Publishes `letter` to `<topic>.dlq` and records it; idempotent per
@@ -97,44 +75,7 @@ impl DeadLetters {
         event_id: Option<Uuid>,
         order_id: Option<Uuid>,
     ) -> anyhow::Result<()> {
-        let topic = KafkaConfig::dead_letter_topic(&letter.topic);
-        let partition = letter.partition.to_string();
-        let offset = letter.offset.to_string();
-        let attempts_text = attempts.to_string();
-        let mut headers = OwnedHeaders::new();
-        for (key, value) in &letter.headers {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value),
-            });
-        }
-        for (key, value) in [
-            ("dlq_reason", reason),
-            ("dlq_source_topic", letter.topic.as_str()),
-            ("dlq_source_partition", partition.as_str()),
-            ("dlq_source_offset", offset.as_str()),
-            ("dlq_attempts", attempts_text.as_str()),
-        ] {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value),
-            });
-        }
-        let mut record = FutureRecord::to(&topic)
-            .payload(&letter.payload)
-            .headers(headers);
-        if let Some(key) = &letter.key {
-            record = record.key(key);
-        }
-        self.producer
-            .send(record, Timeout::After(Duration::from_secs(10)))
-            .await
-            .map_err(|(error, _)| anyhow::anyhow!("publishing to {topic}: {error}"))?;
-        let headers: serde_json::Map<String, serde_json::Value> = letter
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect();
+        self.publisher.publish(letter, reason, attempts).await?;
         sqlx::query(
             r#"INSERT INTO saga.dead_letters
                    (topic, partition, "offset", message_key, payload, headers, event_id, order_id, reason, attempts)
@@ -146,7 +87,7 @@ impl DeadLetters {
         .bind(letter.offset)
         .bind(&letter.key)
         .bind(&letter.payload)
-        .bind(serde_json::Value::Object(headers))
+        .bind(letter.headers_json())
         .bind(event_id)
         .bind(order_id)
         .bind(reason)

@@ -173,27 +173,32 @@ impl Consumer {
         let (mut messages, mut events, mut correlations) = (Vec::new(), Vec::new(), Vec::new());
         for (message, event, correlation_id) in candidates {
             let offset = message.offset();
-            match blockers.blocker(event.stream_id, &topic, partition, offset) {
-                Some(blocker) => {
-                    crate::metrics::record_outcome(&topic, "blocked", 1);
-                    let letter = Letter::from_message(&message);
-                    let reason = dead_letter::blocked_reason(blocker);
-                    let subject = Subject::of_event(&event);
-                    if self
-                        .park(&letter, &subject, &reason, 0, shutdown)
-                        .await
-                        .is_none()
-                    {
-                        return false;
+            if blockers
+                .blocker(event.stream_id, &topic, partition, offset)
+                .is_some()
+            {
+                // Held back, unless a re-drive freed the stream meanwhile.
+                let letter = Letter::from_message(&message);
+                let subject = Subject::of_event(&event);
+                let behind = self
+                    .retrying("parking a dead letter", shutdown, || {
+                        self.dead_letters
+                            .park_behind(&letter, &subject, event.stream_id)
+                    })
+                    .await;
+                match behind {
+                    None => return false,
+                    Some(Some(_)) => {
+                        crate::metrics::record_outcome(&topic, "blocked", 1);
+                        parked += 1;
+                        continue;
                     }
-                    parked += 1;
-                }
-                None => {
-                    messages.push(message);
-                    events.push(event);
-                    correlations.push(correlation_id);
+                    Some(None) => {}
                 }
             }
+            messages.push(message);
+            events.push(event);
+            correlations.push(correlation_id);
         }
 
         if !events.is_empty() {
@@ -213,7 +218,13 @@ impl Consumer {
                 })
                 .collect();
             committed += (events.len() - rejected.len()) as u64;
-            rejected.sort_by_key(|(i, _)| (events[*i].stream_id, events[*i].stream_version));
+            rejected.sort_by_key(|(i, _)| {
+                (
+                    events[*i].stream_id,
+                    events[*i].stream_version,
+                    messages[*i].offset(),
+                )
+            });
             let mut poison: HashMap<Uuid, i64> = HashMap::new();
             for (i, error) in rejected {
                 let (event, message) = (&events[i], &messages[i]);
@@ -249,7 +260,10 @@ impl Consumer {
 
     /// Applies `events`; the ones rejected (poison, and what is behind it
     /// in its stream) are tried again on their own, everything else being
-    /// committed, until `max_attempts` tries in all. Returns the final
+    /// committed, until `max_attempts` tries in all. Only database failures
+    /// are transient (and retried with backoff by [`Self::apply_with_retries`]);
+    /// a rejection is a verdict on the event and the code, so the tries
+    /// follow at once rather than hold up the next batch. Returns the final
     /// verdicts; `None` on shutdown.
     async fn apply_poison_bounded(
         &self,
@@ -257,7 +271,6 @@ impl Consumer {
         shutdown: &CancellationToken,
     ) -> Option<Vec<Verdict>> {
         let mut verdicts = self.apply_with_retries(events, shutdown).await?;
-        let mut backoff = self.settings.retry_initial_backoff;
         for attempt in 2..=self.settings.max_attempts {
             let again: Vec<usize> = (0..verdicts.len())
                 .filter(|i| matches!(verdicts[*i], Verdict::Rejected(_)))
@@ -265,18 +278,12 @@ impl Consumer {
             if again.is_empty() {
                 break;
             }
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 events = again.len(),
                 attempt,
-                retry_in_ms = backoff.as_millis() as u64,
                 "events cannot be projected; trying them again on their own"
             );
-            self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            tokio::select! {
-                () = shutdown.cancelled() => return None,
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(self.settings.retry_max_backoff);
             let retried: Vec<Decoded> = again.iter().map(|i| events[*i].clone()).collect();
             let outcome = self.apply_with_retries(&retried, shutdown).await?;
             for (i, verdict) in again.into_iter().zip(outcome) {
