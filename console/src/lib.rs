@@ -120,7 +120,9 @@ pub fn connect(config: &Config) -> anyhow::Result<(PgPool, PgPool)> {
         .options([("default_transaction_read_only", "on")]);
     reader.set_connect_options(options);
     let mut db = config.db.clone();
-    db.max_connections = 2;
+    // A re-drive holds one connection for its order's or stream's lock
+    // while the handler or apply path uses another: room for two at once.
+    db.max_connections = 4;
     let writer = platform::db::connect_lazy(&db).context("parsing --database-url")?;
     let options = (*writer.connect_options())
         .clone()

@@ -51,7 +51,7 @@ pub enum DeadLetterCommand {
     /// Process parked dead letters again, oldest first; each one that
     /// succeeds is marked re-driven.
     Redrive {
-        /// The dead letter to re-drive.
+        /// The dead letter to re-drive (with the other parked letters of its order).
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         id: Option<i64>,
         /// Re-drive every parked dead letter.

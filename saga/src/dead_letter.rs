@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 use platform::dead_letter::DeadLetterPublisher;
 use platform::kafka::KafkaConfig;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use eventstore::EventEnvelope;
@@ -66,7 +66,7 @@ impl DeadLetters {
     }
 
     /// Publishes `letter` to `<topic>.dlq` and records it; idempotent per
-    /// source offset. Returns the dead letter's id.
+    /// source offset.
     pub async fn park(
         &self,
         letter: &Letter,
@@ -76,38 +76,41 @@ impl DeadLetters {
         order_id: Option<Uuid>,
     ) -> anyhow::Result<()> {
         self.publisher.publish(letter, reason, attempts).await?;
-        sqlx::query(
-            r#"INSERT INTO saga.dead_letters
-                   (topic, partition, "offset", message_key, payload, headers, event_id, order_id, reason, attempts)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-               ON CONFLICT (topic, partition, "offset") DO NOTHING"#,
-        )
-        .bind(&letter.topic)
-        .bind(letter.partition)
-        .bind(letter.offset)
-        .bind(&letter.key)
-        .bind(&letter.payload)
-        .bind(letter.headers_json())
-        .bind(event_id)
-        .bind(order_id)
-        .bind(reason)
-        .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
-        .execute(&self.pool)
-        .await?;
-        tracing::error!(topic = %letter.topic, partition = letter.partition, offset = letter.offset, %reason, attempts, "message dead-lettered");
-        crate::metrics::record_dead_letter(&letter.topic);
+        let mut conn = self.pool.acquire().await?;
+        insert(&mut conn, letter, reason, attempts, event_id, order_id).await?;
+        parked(letter, reason, attempts);
         Ok(())
     }
 
-    /// The oldest parked dead letter of `order_id`, if any: later events of
-    /// that order wait behind it.
-    pub async fn blocker(&self, order_id: Uuid) -> Result<Option<i64>, sqlx::Error> {
-        sqlx::query_scalar(
+    /// Parks `letter` (an event of `order_id`) behind the oldest parked
+    /// letter of its order, if there still is one; `None` if there is none
+    /// (the caller handles the event). Checked and written under the
+    /// order's lock, which [`redrive`] holds while it clears the order's
+    /// letters: an event is never parked behind a letter that a re-drive
+    /// has just cleared (it would wait there for good).
+    pub async fn park_behind(
+        &self,
+        letter: &Letter,
+        event_id: Uuid,
+        order_id: Uuid,
+    ) -> anyhow::Result<Option<i64>> {
+        let mut tx = self.pool.begin().await?;
+        lock_order(&mut tx, order_id).await?;
+        let blocker: Option<i64> = sqlx::query_scalar(
             "SELECT min(id) FROM saga.dead_letters WHERE order_id = $1 AND status = 'parked'",
         )
         .bind(order_id)
-        .fetch_one(&self.pool)
-        .await
+        .fetch_one(&mut *tx)
+        .await?;
+        let Some(blocker) = blocker else {
+            return Ok(None);
+        };
+        let reason = format!("blocked by dead letter #{blocker} of order {order_id}");
+        self.publisher.publish(letter, &reason, 0).await?;
+        insert(&mut tx, letter, &reason, 0, Some(event_id), Some(order_id)).await?;
+        tx.commit().await?;
+        parked(letter, &reason, 0);
+        Ok(Some(blocker))
     }
 
     /// Which of `order_ids` have a parked dead letter (their events wait
@@ -122,6 +125,50 @@ impl DeadLetters {
         .await?;
         Ok(blocked.into_iter().collect())
     }
+}
+
+/// Takes `order_id`'s dead-letter lock until the transaction ends.
+/// (Two-key advisory locks live apart from the one-key locks used elsewhere.)
+pub async fn lock_order(conn: &mut PgConnection, order_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('saga.dead_letters'), hashtext($1))")
+        .bind(order_id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn insert(
+    conn: &mut PgConnection,
+    letter: &Letter,
+    reason: &str,
+    attempts: u32,
+    event_id: Option<Uuid>,
+    order_id: Option<Uuid>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"INSERT INTO saga.dead_letters
+               (topic, partition, "offset", message_key, payload, headers, event_id, order_id, reason, attempts)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+           ON CONFLICT (topic, partition, "offset") DO NOTHING"#,
+    )
+    .bind(&letter.topic)
+    .bind(letter.partition)
+    .bind(letter.offset)
+    .bind(&letter.key)
+    .bind(&letter.payload)
+    .bind(letter.headers_json())
+    .bind(event_id)
+    .bind(order_id)
+    .bind(reason)
+    .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn parked(letter: &Letter, reason: &str, attempts: u32) {
+    tracing::error!(topic = %letter.topic, partition = letter.partition, offset = letter.offset, %reason, attempts, "message dead-lettered");
+    crate::metrics::record_dead_letter(&letter.topic);
 }
 
 const COLUMNS: &str = r#"id, topic, partition, "offset", message_key, payload, headers, event_id, order_id, reason, attempts, status, created_at"#;
@@ -155,10 +202,14 @@ pub struct Redriven {
     pub outcome: Result<Handled, String>,
 }
 
-/// Re-drives parked dead letters (`id`, or all when `None`), oldest first,
-/// through the same handler as the consumer. Each success is marked
-/// `redriven`; a failure stays parked, and with `all` it stops the run
-/// (later letters of the same order must not overtake it).
+/// Re-drives parked dead letters through the same handler as the
+/// consumer: `id` together with the other parked letters of its order, or
+/// every parked letter when `None`. An order's letters go oldest first
+/// under the order's lock (see [`DeadLetters::park_behind`]), so the
+/// events the re-drive itself causes are handled, not parked behind a
+/// letter being cleared. Each success is marked `redriven`; a failure stays
+/// parked and stops its order (later letters must not overtake it), and
+/// with `None` the whole run.
 pub async fn redrive(
     pool: &PgPool,
     handler: &Handler,
@@ -173,25 +224,85 @@ pub async fn redrive(
         None => list(pool, false).await?,
     };
     let mut results = Vec::new();
+    let mut orders_done = HashSet::new();
     for letter in parked {
-        let outcome = match serde_json::from_str::<EventEnvelope>(&letter.payload) {
-            Err(error) => Err(format!("still unparseable: {error}")),
-            Ok(event) => handler.handle(&event).await.map_err(|e| e.to_string()),
+        let failed = match letter.order_id {
+            Some(order_id) if !orders_done.insert(order_id) => continue,
+            Some(order_id) => {
+                let (redriven, failed) = redrive_order(pool, handler, order_id).await?;
+                results.extend(redriven);
+                failed
+            }
+            None => {
+                let mut conn = pool.acquire().await?;
+                let outcome = redrive_letter(&mut conn, handler, &letter).await?;
+                let failed = outcome.is_err();
+                results.push(Redriven {
+                    id: letter.id,
+                    outcome,
+                });
+                failed
+            }
         };
-        if outcome.is_ok() {
-            sqlx::query("UPDATE saga.dead_letters SET status = 'redriven', redriven_at = now() WHERE id = $1")
-                .bind(letter.id)
-                .execute(pool)
-                .await?;
-        }
-        let failed = outcome.is_err();
-        results.push(Redriven {
-            id: letter.id,
-            outcome,
-        });
         if failed && id.is_none() {
             break;
         }
     }
     Ok(results)
+}
+
+/// Re-drives every parked letter of `order_id`, oldest first, under the
+/// order's lock; `true` if one failed again (the rest stay parked behind it).
+async fn redrive_order(
+    pool: &PgPool,
+    handler: &Handler,
+    order_id: Uuid,
+) -> Result<(Vec<Redriven>, bool), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    lock_order(&mut tx, order_id).await?;
+    let letters: Vec<DeadLetter> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM saga.dead_letters WHERE order_id = $1 AND status = 'parked' ORDER BY id"
+    ))
+    .bind(order_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut results = Vec::new();
+    let mut failed = false;
+    for letter in letters {
+        let outcome = redrive_letter(&mut tx, handler, &letter).await?;
+        failed = outcome.is_err();
+        results.push(Redriven {
+            id: letter.id,
+            outcome,
+        });
+        if failed {
+            break;
+        }
+    }
+    // Marks and lock go together: the consumer then sees the order clear.
+    tx.commit().await?;
+    Ok((results, failed))
+}
+
+/// Handles one letter's event (in the handler's own transaction) and, if
+/// that worked, marks the letter `redriven` through `conn`. A crash in
+/// between leaves it parked; re-driving it again is a duplicate, no effect.
+async fn redrive_letter(
+    conn: &mut PgConnection,
+    handler: &Handler,
+    letter: &DeadLetter,
+) -> Result<Result<Handled, String>, sqlx::Error> {
+    let outcome = match serde_json::from_str::<EventEnvelope>(&letter.payload) {
+        Err(error) => Err(format!("still unparseable: {error}")),
+        Ok(event) => handler.handle(&event).await.map_err(|e| e.to_string()),
+    };
+    if outcome.is_ok() {
+        sqlx::query(
+            "UPDATE saga.dead_letters SET status = 'redriven', redriven_at = now() WHERE id = $1",
+        )
+        .bind(letter.id)
+        .execute(conn)
+        .await?;
+    }
+    Ok(outcome)
 }

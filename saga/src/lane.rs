@@ -275,40 +275,40 @@ impl Lane {
         let mut attempts = 0;
         let mut delay = self.retries.base;
         loop {
-            match self.dead_letters.blocker(order_id).await {
-                Ok(Some(blocker)) => {
-                    let reason = format!("blocked by dead letter #{blocker} of order {order_id}");
-                    return self
-                        .park(letter, &reason, 0, Some(event_id), Some(order_id), shutdown)
-                        .await;
-                }
-                Ok(None) => {}
-                Err(error) => tracing::warn!(%error, "cannot check for dead letters; retrying"),
-            }
-            match self.handler.handle(&job.envelope).await {
-                Ok(outcome) => {
-                    self.handled(&outcome);
-                    return true;
-                }
-                Err(error) if error.is_unavailable() => {
-                    tracing::warn!(%error, "database unavailable; waiting");
-                }
-                Err(error) => {
-                    attempts += 1;
-                    tracing::warn!(%error, attempts, "saga handler failed");
-                    if attempts >= self.retries.max_attempts {
-                        let reason = error.to_string();
-                        return self
-                            .park(
-                                letter,
-                                &reason,
-                                attempts,
-                                Some(event_id),
-                                Some(order_id),
-                                shutdown,
-                            )
-                            .await;
+            let parked = self
+                .dead_letters
+                .park_behind(letter, event_id, order_id)
+                .await;
+            match parked {
+                Ok(Some(_)) => return true,
+                Ok(None) => match self.handler.handle(&job.envelope).await {
+                    Ok(outcome) => {
+                        self.handled(&outcome);
+                        return true;
                     }
+                    Err(error) if error.is_unavailable() => {
+                        tracing::warn!(%error, "database unavailable; waiting");
+                    }
+                    Err(error) => {
+                        attempts += 1;
+                        tracing::warn!(%error, attempts, "saga handler failed");
+                        if attempts >= self.retries.max_attempts {
+                            let reason = error.to_string();
+                            return self
+                                .park(
+                                    letter,
+                                    &reason,
+                                    attempts,
+                                    Some(event_id),
+                                    Some(order_id),
+                                    shutdown,
+                                )
+                                .await;
+                        }
+                    }
+                },
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "cannot check for dead letters; retrying");
                 }
             }
             tokio::select! {
