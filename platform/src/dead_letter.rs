@@ -196,3 +196,33 @@ mod tests {
         assert!(!letter.headers_json().to_string().contains("\\u0000"));
     }
 }
+
+/// The dead-letter subcommands of a consumer's binary (`saga-worker
+/// dead-letters …`, `projector dead-letters …`).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum DeadLetterCommand {
+    /// List dead letters, oldest first (parked ones by default).
+    List {
+        /// Include the ones already re-driven.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one dead letter in full, as JSON.
+    Show {
+        /// Its id.
+        id: i64,
+    },
+    /// Process parked dead letters again, oldest first, through the
+    /// consumer's own path; each that succeeds is marked re-driven, one
+    /// that fails again stays parked and holds back the later letters of
+    /// its order (saga) or stream (projector).
+    Redrive {
+        /// A dead letter: re-driven with the other parked letters of its
+        /// order or stream.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<i64>,
+        /// Re-drive every parked dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+}

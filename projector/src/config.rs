@@ -63,32 +63,7 @@ pub struct DeadLetterArgs {
     pub command: DeadLetterCommand,
 }
 
-/// Dead-letter operations.
-#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
-pub enum DeadLetterCommand {
-    /// List dead letters, oldest first (parked ones by default).
-    List {
-        /// Include the ones already re-driven.
-        #[arg(long)]
-        all: bool,
-    },
-    /// Show one dead letter in full, as JSON.
-    Show {
-        /// Its id.
-        id: i64,
-    },
-    /// Apply parked dead letters again from the event log, oldest first;
-    /// each that applies is marked re-driven, one that fails again stays
-    /// parked (attempts + 1) with the later letters of its stream.
-    Redrive {
-        /// A dead letter: re-drives every parked letter of its stream.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
-        id: Option<i64>,
-        /// Re-drive every parked dead letter.
-        #[arg(long)]
-        all: bool,
-    },
-}
+pub use platform::dead_letter::DeadLetterCommand;
 
 /// Options of the live projector.
 #[derive(Debug, Clone, Args)]

@@ -34,31 +34,7 @@ pub enum Command {
     DeadLetters(DeadLetterCommand),
 }
 
-/// Dead-letter operations.
-#[derive(Debug, clap::Subcommand)]
-pub enum DeadLetterCommand {
-    /// List dead letters (parked ones by default).
-    List {
-        /// Include the ones already re-driven.
-        #[arg(long)]
-        all: bool,
-    },
-    /// Show one dead letter in full.
-    Show {
-        /// Its id.
-        id: i64,
-    },
-    /// Process parked dead letters again, oldest first; each one that
-    /// succeeds is marked re-driven.
-    Redrive {
-        /// The dead letter to re-drive (with the other parked letters of its order).
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
-        id: Option<i64>,
-        /// Re-drive every parked dead letter.
-        #[arg(long)]
-        all: bool,
-    },
-}
+pub use platform::dead_letter::DeadLetterCommand;
 
 /// Settings of the worker.
 #[derive(Debug, Clone, clap::Args)]
