@@ -114,20 +114,13 @@ pub fn router(state: AppState) -> Router {
 /// the pages, and a small pool for re-drives.
 pub fn connect(config: &Config) -> anyhow::Result<(PgPool, PgPool)> {
     let reader = platform::db::connect_lazy(&config.db).context("parsing --database-url")?;
-    let options = (*reader.connect_options())
-        .clone()
-        .application_name(APPLICATION_NAME)
-        .options([("default_transaction_read_only", "on")]);
-    reader.set_connect_options(options);
+    platform::db::name_sessions(&reader, APPLICATION_NAME, true);
     let mut db = config.db.clone();
     // A re-drive holds one connection for its order's or stream's lock
     // while the handler or apply path uses another: room for two at once.
     db.max_connections = 4;
     let writer = platform::db::connect_lazy(&db).context("parsing --database-url")?;
-    let options = (*writer.connect_options())
-        .clone()
-        .application_name("console-redrive");
-    writer.set_connect_options(options);
+    platform::db::name_sessions(&writer, "console-redrive", false);
     Ok((reader, writer))
 }
 

@@ -51,6 +51,19 @@ pub fn connect_lazy(config: &DbConfig) -> Result<PgPool, sqlx::Error> {
         .connect_lazy_with(options))
 }
 
+/// Names the sessions of `pool` `application_name` and, with `read_only`,
+/// makes every transaction read-only by default (a second line of defence
+/// behind a role's grants). Applies to connections opened from now on.
+pub fn name_sessions(pool: &PgPool, application_name: &str, read_only: bool) {
+    let mut options = (*pool.connect_options())
+        .clone()
+        .application_name(application_name);
+    if read_only {
+        options = options.options([("default_transaction_read_only", "on")]);
+    }
+    pool.set_connect_options(options);
+}
+
 /// True when the error means "the database cannot be reached right now"
 /// (as opposed to a bug or a constraint violation): callers map it to 503.
 pub fn is_unavailable(error: &sqlx::Error) -> bool {

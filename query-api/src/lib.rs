@@ -99,11 +99,7 @@ pub fn router(state: AppState) -> Router {
 pub fn connect(config: &Config) -> anyhow::Result<PgPool> {
     let pool = platform::db::connect_lazy(&config.db_config())
         .context("parsing --database-url (QUERY_DATABASE_URL)")?;
-    let options = (*pool.connect_options())
-        .clone()
-        .application_name(APPLICATION_NAME)
-        .options([("default_transaction_read_only", "on")]);
-    pool.set_connect_options(options);
+    platform::db::name_sessions(&pool, APPLICATION_NAME, true);
     Ok(pool)
 }
 
