@@ -284,6 +284,25 @@ async fn one_order_is_one_trace_across_every_process() {
             "no {service} `{name}` span descending from the command span:\n{spans}"
         );
     }
+    // A read with the client's traceparent joins the trace too.
+    let read = http
+        .get(format!("{}/orders/{order_id}", processes.query_api.url()))
+        .header("traceparent", &client)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    testkit::eventually("the query API's span", WAIT, || async {
+        receiver
+            .trace(trace_id)
+            .values()
+            .any(|s| {
+                s.service == "query-api" && s.name == "request" && s.parent_span_id == client_span
+            })
+            .then_some(())
+    })
+    .await;
+
     // The gateway's server span is the child of the saga's client call.
     let gateway = trace
         .values()

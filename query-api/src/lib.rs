@@ -89,7 +89,9 @@ pub fn router(state: AppState) -> Router {
     let app = resources
         .merge(health)
         .merge(platform::openapi::router(&document(api)));
+    // A read sent with a `traceparent` joins the caller's trace.
     platform::http::with_common_layers(app)
+        .layer(axum::middleware::from_fn(platform::otel::traced_requests))
 }
 
 /// A lazily connecting pool for `config`: the process starts (and reports
