@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use rdkafka::consumer::Consumer as _;
-use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
+use rdkafka::message::{BorrowedMessage, Message};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -19,18 +19,19 @@ use crate::dead_letter::{self, Blockers, Letter, Subject};
 use crate::projection::{self, Decoded};
 
 /// One message taken from Kafka.
-pub(super) struct Delivery {
+pub(super) struct Delivery<'a> {
     topic: String,
     partition: i32,
     offset: i64,
-    /// The message, kept to be parked if need be.
-    message: OwnedMessage,
+    /// The message, kept (borrowed from the consumer, not copied) to be
+    /// parked if need be.
+    message: BorrowedMessage<'a>,
     /// The decoded envelope and its correlation id, or why the message is not one.
     event: Result<(Decoded, Uuid), String>,
 }
 
-impl Delivery {
-    fn new(message: &BorrowedMessage<'_>) -> Self {
+impl<'a> Delivery<'a> {
+    fn new(message: BorrowedMessage<'a>) -> Self {
         let event = match message.payload() {
             Some(payload) => Decoded::from_json(payload)
                 .map(|(event, metadata)| (event, metadata.correlation_id))
@@ -41,7 +42,7 @@ impl Delivery {
             topic: message.topic().to_owned(),
             partition: message.partition(),
             offset: message.offset(),
-            message: message.detach(),
+            message,
             event,
         }
     }
@@ -50,14 +51,14 @@ impl Delivery {
 impl Consumer {
     /// Waits for a message, then takes whatever else is ready (up to the
     /// batch size, waiting at most the linger). `None` on shutdown.
-    pub(super) async fn poll(&self, shutdown: &CancellationToken) -> Option<Vec<Delivery>> {
+    pub(super) async fn poll(&self, shutdown: &CancellationToken) -> Option<Vec<Delivery<'_>>> {
         let mut stream = self.consumer.stream();
         let mut batch = Vec::new();
         while batch.is_empty() {
             tokio::select! {
                 () = shutdown.cancelled() => return None,
                 message = stream.next() => match message {
-                    Some(Ok(message)) => batch.push(Delivery::new(&message)),
+                    Some(Ok(message)) => batch.push(Delivery::new(message)),
                     Some(Err(error)) => {
                         tracing::warn!(%error, "kafka consumer error");
                         tokio::select! {
@@ -72,7 +73,7 @@ impl Consumer {
         let deadline = Instant::now() + self.settings.batch_linger;
         while batch.len() < self.settings.batch_max_messages.max(1) {
             match tokio::time::timeout_at(deadline, stream.next()).await {
-                Ok(Some(Ok(message))) => batch.push(Delivery::new(&message)),
+                Ok(Some(Ok(message))) => batch.push(Delivery::new(message)),
                 Ok(Some(Err(error))) => {
                     tracing::warn!(%error, "kafka consumer error");
                     break;
@@ -88,8 +89,12 @@ impl Consumer {
 
     /// Applies a batch, each partition's share in its own transaction, all
     /// at once. `false` if shutdown interrupted a retry.
-    pub(super) async fn process(&self, batch: Vec<Delivery>, shutdown: &CancellationToken) -> bool {
-        let mut partitions: BTreeMap<(String, i32), Vec<Delivery>> = BTreeMap::new();
+    pub(super) async fn process(
+        &self,
+        batch: Vec<Delivery<'_>>,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let mut partitions: BTreeMap<(String, i32), Vec<Delivery<'_>>> = BTreeMap::new();
         for delivery in batch {
             partitions
                 .entry((delivery.topic.clone(), delivery.partition))
@@ -119,7 +124,11 @@ impl Consumer {
     /// The offset is stored only once every park row is committed; parking
     /// is idempotent per offset, so a redelivery parks nothing twice.
     /// `false` if shutdown interrupted a retry.
-    async fn process_partition(&self, share: Vec<Delivery>, shutdown: &CancellationToken) -> bool {
+    async fn process_partition(
+        &self,
+        share: Vec<Delivery<'_>>,
+        shutdown: &CancellationToken,
+    ) -> bool {
         let (topic, partition) = (share[0].topic.clone(), share[0].partition);
         let last = share.iter().map(|d| d.offset).max().unwrap_or_default();
         let (mut committed, mut parked) = (0, 0);
