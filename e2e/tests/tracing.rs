@@ -395,3 +395,49 @@ async fn nothing_is_exported_without_an_endpoint() {
     assert_eq!(receiver.requests(), 0, "{:?}", receiver.received);
     drop(processes);
 }
+
+#[tokio::test]
+async fn a_collector_that_cannot_be_reached_is_logged_and_commands_go_on() {
+    let db = TestDatabase::create().await;
+    // A port nothing listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let address = e2e::processes::free_address();
+    let mut child = std::process::Command::new(e2e::processes::binary("command-api"))
+        .env("DATABASE_URL", &db.url)
+        .env("COMMAND_API_BIND", address.to_string())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &dead_url)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("http://{address}/products");
+    let created = testkit::eventually("the command API answers", WAIT, || async {
+        let response = http
+            .post(&url)
+            .json(&json!({"name": "Mug", "price_cents": 500, "initial_stock": 1}))
+            .send()
+            .await
+            .ok()?;
+        Some(response.status())
+    })
+    .await;
+    assert_eq!(
+        created,
+        StatusCode::CREATED,
+        "export failures do not touch commands"
+    );
+    // The exporter retries a few times before it gives the batch up.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ExportError") || stderr.contains("Export.Failed"),
+        "a failing export is logged:\n{stderr}"
+    );
+}

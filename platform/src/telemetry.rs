@@ -54,7 +54,9 @@ impl Drop for TelemetryGuard {
 /// once (later calls are ignored).
 pub fn init(service: &str, config: &TelemetryConfig) -> TelemetryGuard {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rdkafka=warn"));
+        // The OpenTelemetry SDK's own warnings (a collector that cannot be
+        // reached, spans dropped) are logged; its chatter is not.
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rdkafka=warn,opentelemetry=warn"));
     let (otel, otel_error) = match crate::otel::layer(service) {
         Ok(layer) => (layer, None),
         Err(error) => (None, Some(error)),
