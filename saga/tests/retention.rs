@@ -5,11 +5,7 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
-use domain::order::{OrderCommand, RequestedLine};
-use domain::product::ProductCommand;
-use eventstore::aggregate::execute;
-use eventstore::{EventEnvelope, Metadata};
+use eventstore::EventEnvelope;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -17,6 +13,8 @@ use saga::handler::Handled;
 use saga::retention::{DedupPruner, GroupProgress, RetentionSettings, Step};
 use testkit::{TestDatabase, TestKafka};
 use uuid::Uuid;
+
+mod common;
 
 /// One pruner step; a Kafka error (a coordinator still loading on a fresh
 /// broker) is retried, as the worker retries at its next step.
@@ -70,55 +68,12 @@ impl Rig {
     }
 
     fn handler(&self) -> saga::Handler {
-        saga::Handler::new(
-            self.db.pool.clone(),
-            domain::saga::SagaPolicy {
-                payment_deadline: chrono::Duration::seconds(30),
-                currency: "EUR".into(),
-            },
-        )
+        saga::Handler::new(self.db.pool.clone(), common::policy())
     }
 
     /// A product and an order on it, appended to the log (with outbox rows).
     async fn product_and_order(&self) -> (EventEnvelope, EventEnvelope) {
-        let (product, order) = (Uuid::now_v7(), Uuid::now_v7());
-        let meta = Metadata::for_command(Uuid::now_v7());
-        let mut tx = self.db.pool.begin().await.unwrap();
-        let registered = execute::<domain::aggregate::Product>(
-            &mut tx,
-            product,
-            ProductCommand::Register {
-                name: "Mug".into(),
-                price_cents: 500,
-                initial_stock: 5,
-            },
-            &meta,
-        )
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-        let placed = execute::<domain::aggregate::Order>(
-            &mut tx,
-            order,
-            OrderCommand::Place {
-                user_id: "alice".into(),
-                lines: vec![RequestedLine {
-                    product_id: product,
-                    quantity: 2,
-                }],
-                payment_token: "tok_ok".into(),
-                prices: [(product, 500)].into(),
-                placed_at: Utc::now(),
-            },
-            &meta,
-        )
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-        tx.commit().await.unwrap();
-        (registered.events[0].clone(), placed.events[0].clone())
+        common::product_and_order(&self.db.pool).await
     }
 
     /// What the relay does for `event`: publish a copy, and delete its

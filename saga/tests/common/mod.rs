@@ -33,6 +33,52 @@ pub fn policy() -> SagaPolicy {
     }
 }
 
+/// A product (stock 5) and an order of 2 on it, written through the
+/// command path in one transaction; their first events (registered, placed).
+pub async fn product_and_order(pool: &sqlx::PgPool) -> (EventEnvelope, EventEnvelope) {
+    use domain::order::{OrderCommand, RequestedLine};
+    use domain::product::ProductCommand;
+    use eventstore::aggregate::execute;
+    let (product, order) = (Uuid::now_v7(), Uuid::now_v7());
+    let meta = Metadata::for_command(Uuid::now_v7());
+    let mut tx = pool.begin().await.unwrap();
+    let registered = execute::<domain::aggregate::Product>(
+        &mut tx,
+        product,
+        ProductCommand::Register {
+            name: "Mug".into(),
+            price_cents: 500,
+            initial_stock: 5,
+        },
+        &meta,
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .unwrap();
+    let placed = execute::<domain::aggregate::Order>(
+        &mut tx,
+        order,
+        OrderCommand::Place {
+            user_id: "alice".into(),
+            lines: vec![RequestedLine {
+                product_id: product,
+                quantity: 2,
+            }],
+            payment_token: "tok_ok".into(),
+            prices: [(product, 500)].into(),
+            placed_at: chrono::Utc::now(),
+        },
+        &meta,
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .unwrap();
+    tx.commit().await.unwrap();
+    (registered.events[0].clone(), placed.events[0].clone())
+}
+
 /// Database, topics, relay and gateway; saga workers are started on demand.
 pub struct Rig {
     /// The test's database.
