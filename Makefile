@@ -70,7 +70,7 @@ lint: ## rustfmt check + clippy (warnings are errors)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-run: infra-up release ## run all services in the foreground (Ctrl-C stops all)
+run: infra-up release ## run all services, restarted when they die (RELAYS=2 PROJECTORS=2 SAGA_WORKERS=2 COMMAND_APIS=2 QUERY_APIS=2; Ctrl-C stops all)
 	PROCS='$(PROCS)' BIN_DIR='$(BIN_DIR)' DATABASE_URL='$(DATABASE_URL)' \
 		QUERY_DATABASE_URL='$(QUERY_DATABASE_URL)' KAFKA_BROKERS='$(KAFKA_BROKERS)' RUST_LOG='$(RUST_LOG)' \
 		SAGA_PAYMENT_DEADLINE_MS='$(SAGA_PAYMENT_DEADLINE_MS)' PAYMENT_GATEWAY_SLOW_RESPONSE_MS='$(PAYMENT_GATEWAY_SLOW_RESPONSE_MS)' \
