@@ -62,6 +62,7 @@ release: ## build all binaries optimised (what run, demo, replay and bench use)
 	$(CARGO) build --release --workspace --bins
 
 test: infra-up chromium ## run the workspace tests against local infra
+	bash infra/test-supervisor.sh
 	bash infra/postgres.sh prune
 	DATABASE_URL='$(DATABASE_URL)' QUERY_DATABASE_URL='$(QUERY_DATABASE_URL)' KAFKA_BROKERS='$(KAFKA_BROKERS)' \
 		$(CARGO) test --workspace --no-fail-fast $(CARGO_TEST_FLAGS) -- $(TEST_ARGS)
