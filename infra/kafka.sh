@@ -4,6 +4,7 @@
 #
 #   infra/kafka.sh up      resolve jars (once), format storage (once), start, wait for 127.0.0.1:9092
 #   infra/kafka.sh down    stop the broker this checkout started (TERM, 20s, then KILL)
+#   infra/kafka.sh crash   SIGKILL it (fault injection: `make chaos`)
 #   infra/kafka.sh clean   down + delete .data/kafka
 #   infra/kafka.sh status  show state
 #   infra/kafka.sh smoke   produce+consume one record on a throw-away topic (needs a running broker)
@@ -183,6 +184,17 @@ cmd_down() {
     log "stopped"
 }
 
+# For fault-injection runs (`make chaos`): SIGKILL the broker, as a crash would.
+cmd_crash() {
+    lock kafka
+    local pid
+    pid="$(read_pid)" || die "no broker started by this checkout is running"
+    log "crashing broker pid $pid (SIGKILL)"
+    kill -KILL "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    rm -f "$PID_FILE"
+}
+
 cmd_clean() {
     cmd_down
     log "deleting $DATA"
@@ -218,5 +230,6 @@ case "${1:-}" in
     clean) cmd_clean ;;
     status) cmd_status ;;
     smoke) cmd_smoke ;;
-    *) echo "usage: $0 up|down|clean|status|smoke" >&2; exit 2 ;;
+    crash) cmd_crash ;;
+    *) echo "usage: $0 up|down|crash|clean|status|smoke" >&2; exit 2 ;;
 esac

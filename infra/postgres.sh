@@ -5,6 +5,7 @@
 #
 #   infra/postgres.sh up      init (once), start, wait, ensure roles `orders`/`orders_query` + db `orders`
 #   infra/postgres.sh down    pg_ctl stop -m fast (only the cluster of this checkout)
+#   infra/postgres.sh crash   pg_ctl stop -m immediate, as a crash (fault injection: `make chaos`)
 #   infra/postgres.sh clean   down + delete .data/postgres (and its log/socket dirs)
 #   infra/postgres.sh status  show state
 #
@@ -232,6 +233,15 @@ cmd_down() {
     fi
 }
 
+# For fault-injection runs (`make chaos`): stop as by a crash (no checkpoint;
+# the next start runs crash recovery from the WAL).
+cmd_crash() {
+    lock postgres
+    pg_running || die "the cluster of this checkout is not running"
+    log "crashing (pg_ctl stop -m immediate)"
+    as_pg "$PG_BIN/pg_ctl" stop -D "$PGDATA_DIR" -m immediate -w -t 60 >/dev/null
+}
+
 cmd_clean() {
     cmd_down
     log "deleting ${PGDATA_DIR#"$REPO"/} ${LOG_DIR#"$REPO"/} ${SOCK_DIR#"$REPO"/}"
@@ -267,7 +277,8 @@ case "${1:-}" in
     up) cmd_up ;;
     prune) cmd_prune ;;
     down) cmd_down ;;
+    crash) cmd_crash ;;
     clean) cmd_clean ;;
     status) cmd_status ;;
-    *) echo "usage: $0 up|down|clean|status|prune" >&2; exit 2 ;;
+    *) echo "usage: $0 up|down|crash|clean|status|prune" >&2; exit 2 ;;
 esac
