@@ -36,7 +36,7 @@ use anyhow::Context;
 use platform::db::DbConfig;
 use platform::kafka::KafkaConfig;
 
-pub use report::{AuditReport, Check, Violation};
+pub use report::{AuditReport, Check, Timings, Violation};
 
 /// What to audit and how.
 #[derive(Debug, Clone, clap::Parser)]
@@ -83,6 +83,7 @@ impl AuditConfig {
 /// database or Kafka unreachable, an unreadable answers file); what is wrong
 /// with the system is in the report's [`AuditReport::violations`].
 pub async fn run(config: &AuditConfig) -> anyhow::Result<AuditReport> {
+    let mut timings = Timings::default();
     let started = Instant::now();
     let pool = platform::db::connect_lazy(&config.db).context("invalid database URL")?;
     platform::db::name_sessions(&pool, "audit", true);
@@ -94,19 +95,33 @@ pub async fn run(config: &AuditConfig) -> anyhow::Result<AuditReport> {
         .as_ref()
         .map(answers::Answers::keys)
         .unwrap_or_default();
-    let snapshot = log::Snapshot::read(&pool, &answer_keys)
+    let (tx, stream_types) = log::Snapshot::begin(&pool)
         .await
         .context("reading the database")?;
+    // Kafka is read while the snapshot is: its watermarks are taken after
+    // the snapshot, so on a quiet system both hold the same events.
+    let database = async {
+        let snapshot = log::Snapshot::read(tx, &stream_types, &answer_keys)
+            .await
+            .context("reading the database");
+        (snapshot, started.elapsed())
+    };
+    let topics = async {
+        let topics = kafka::read_topics(
+            &config.kafka,
+            &stream_types,
+            Duration::from_millis(config.kafka_timeout_ms),
+        )
+        .await
+        .context("reading Kafka");
+        (topics, started.elapsed())
+    };
+    let ((snapshot, database), (topics, kafka)) = tokio::join!(database, topics);
+    let (snapshot, topics) = (snapshot?, topics?);
     pool.close().await;
-    // The watermarks are taken after the snapshot: on a quiet system both
-    // hold the same events.
-    let topics = kafka::read_topics(
-        &config.kafka,
-        &snapshot.log.stream_types(),
-        Duration::from_millis(config.kafka_timeout_ms),
-    )
-    .await
-    .context("reading Kafka")?;
+    timings.database = database;
+    timings.kafka = kafka;
+    let started = Instant::now();
 
     let mut report = AuditReport::new(config.max_printed);
     snapshot.log.check(&mut report);
@@ -131,6 +146,7 @@ pub async fn run(config: &AuditConfig) -> anyhow::Result<AuditReport> {
             "idempotency: no answers file given, skipped".to_owned(),
         ),
     }
-    report.finish(started.elapsed());
+    timings.checks = started.elapsed();
+    report.finish(timings);
     Ok(report)
 }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use payment_gateway::ledger::Charge;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::read_models::ReadRows;
@@ -93,20 +93,6 @@ impl Log {
             .map(|(id, indexes)| (*id, indexes.iter().map(|&i| &self.events[i]).collect()))
     }
 
-    /// The stream types that have events (and the system's three in any case).
-    pub fn stream_types(&self) -> Vec<String> {
-        let mut types: Vec<String> = platform::kafka::STREAM_TYPES
-            .iter()
-            .map(|t| (*t).to_owned())
-            .collect();
-        for row in &self.stream_rows {
-            if !types.contains(&row.stream_type) {
-                types.push(row.stream_type.clone());
-            }
-        }
-        types
-    }
-
     /// Checks the log itself: versions dense from 1, one type per stream,
     /// `eventstore.streams` agreeing; prints what the log holds.
     pub fn check(&self, report: &mut AuditReport) {
@@ -174,10 +160,10 @@ impl Log {
         report.line(
             Check::Log,
             format!(
-                "log: {} events in {} streams ({}), last position {last}, outbox {} rows",
+                "log: {} events ({}) in {} streams, last position {last}, outbox {} rows",
                 self.events.len(),
-                self.by_stream.len(),
                 types.join(", "),
+                self.by_stream.len(),
                 self.outbox
             ),
         );
@@ -223,15 +209,44 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Reads everything in one read-only repeatable-read transaction, each
-    /// table with one query.
-    pub async fn read(pool: &PgPool, answer_keys: &[String]) -> anyhow::Result<Self> {
+    /// Starts the read-only repeatable-read transaction and takes its
+    /// snapshot; returns it with the stream types of the log (and the
+    /// system's three in any case), so Kafka can be read meanwhile.
+    pub async fn begin(
+        pool: &PgPool,
+    ) -> anyhow::Result<(Transaction<'static, Postgres>, Vec<String>)> {
         let mut tx = pool.begin().await.context("connecting")?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await
             .context("starting the snapshot")?;
-        let log = read_log(&mut tx).await?;
+        let logged: Vec<String> = sqlx::query_scalar(
+            "SELECT stream_type FROM eventstore.events
+             UNION SELECT stream_type FROM eventstore.streams",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .context("listing stream types")?;
+        let mut types: Vec<String> = platform::kafka::STREAM_TYPES
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect();
+        types.extend(
+            logged
+                .into_iter()
+                .filter(|t| !platform::kafka::STREAM_TYPES.contains(&t.as_str())),
+        );
+        Ok((tx, types))
+    }
+
+    /// Reads everything in the transaction [`Self::begin`] started, each
+    /// table with one query.
+    pub async fn read(
+        mut tx: Transaction<'static, Postgres>,
+        stream_types: &[String],
+        answer_keys: &[String],
+    ) -> anyhow::Result<Self> {
+        let log = read_log(&mut tx, stream_types).await?;
         let read = ReadRows::read(&mut tx)
             .await
             .context("reading read models")?;
@@ -266,7 +281,7 @@ impl Snapshot {
     }
 }
 
-async fn read_log(conn: &mut PgConnection) -> anyhow::Result<Log> {
+async fn read_log(conn: &mut PgConnection, types: &[String]) -> anyhow::Result<Log> {
     let stream_rows: Vec<StreamRow> =
         sqlx::query_as("SELECT stream_id, stream_type, version FROM eventstore.streams")
             .fetch_all(&mut *conn)
@@ -276,11 +291,7 @@ async fn read_log(conn: &mut PgConnection) -> anyhow::Result<Log> {
         .fetch_one(&mut *conn)
         .await
         .context("counting the outbox")?;
-    let types: Vec<String> =
-        sqlx::query_scalar("SELECT DISTINCT stream_type FROM eventstore.events")
-            .fetch_all(&mut *conn)
-            .await
-            .context("listing stream types")?;
+    let types = types.to_vec();
     let mut events = Vec::new();
     let mut scan = eventstore::scan::scan(conn, &types);
     while let Some(scanned) = scan.try_next().await.context("scanning the log")? {

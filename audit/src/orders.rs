@@ -84,10 +84,12 @@ pub fn check(folded: &Folded, report: &mut AuditReport) {
     } else {
         String::new()
     };
-    report.line(
-        Check::Orders,
-        format!("order reasons: {}{tail}", shown.join("; ")),
-    );
+    let shown = if shown.is_empty() {
+        "none".to_owned()
+    } else {
+        shown.join("; ")
+    };
+    report.line(Check::Orders, format!("order reasons: {shown}{tail}"));
 }
 
 #[cfg(test)]

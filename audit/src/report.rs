@@ -55,13 +55,46 @@ impl fmt::Display for Violation {
     }
 }
 
+/// How long each part of an audit took. The database and Kafka are read at
+/// the same time, each timed from the start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// Reading the database snapshot.
+    pub database: Duration,
+    /// Reading the topics.
+    pub kafka: Duration,
+    /// Folding the log and comparing.
+    pub checks: Duration,
+}
+
+impl Timings {
+    /// The whole audit.
+    pub fn total(&self) -> Duration {
+        self.database.max(self.kafka) + self.checks
+    }
+}
+
+impl fmt::Display for Timings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let total = self.total();
+        write!(
+            f,
+            "{:.2}s: database {:.2}s, kafka {:.2}s, checks {:.2}s",
+            total.as_secs_f64(),
+            self.database.as_secs_f64(),
+            self.kafka.as_secs_f64(),
+            self.checks.as_secs_f64()
+        )
+    }
+}
+
 /// The outcome of an audit: the summary lines and every violation.
 #[derive(Debug, Clone)]
 pub struct AuditReport {
     lines: Vec<(Check, String)>,
     violations: Vec<Violation>,
     max_printed: usize,
-    elapsed: Duration,
+    timings: Timings,
 }
 
 impl AuditReport {
@@ -71,7 +104,7 @@ impl AuditReport {
             lines: Vec::new(),
             violations: Vec::new(),
             max_printed,
-            elapsed: Duration::ZERO,
+            timings: Timings::default(),
         }
     }
 
@@ -90,8 +123,13 @@ impl AuditReport {
     }
 
     /// Records how long the audit took.
-    pub fn finish(&mut self, elapsed: Duration) {
-        self.elapsed = elapsed;
+    pub fn finish(&mut self, timings: Timings) {
+        self.timings = timings;
+    }
+
+    /// How long the audit took.
+    pub fn timings(&self) -> Timings {
+        self.timings
     }
 
     /// Every violation found, in the order found.
@@ -138,11 +176,7 @@ impl fmt::Display for AuditReport {
             *by_check.entry(violation.check).or_default() += 1;
         }
         if self.violations.is_empty() {
-            return writeln!(
-                f,
-                "audit: no violations ({:.2}s)",
-                self.elapsed.as_secs_f64()
-            );
+            return writeln!(f, "audit: no violations ({})", self.timings);
         }
         let counts: Vec<String> = by_check
             .iter()
@@ -150,10 +184,10 @@ impl fmt::Display for AuditReport {
             .collect();
         writeln!(
             f,
-            "audit: {} violations ({}) ({:.2}s)",
+            "audit: {} violations ({}) ({})",
             self.violations.len(),
             counts.join(", "),
-            self.elapsed.as_secs_f64()
+            self.timings
         )?;
         for violation in self.violations.iter().take(self.max_printed) {
             writeln!(f, "  {violation}")?;
