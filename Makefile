@@ -33,7 +33,7 @@ BENCH_ARGS ?=
 # Extend when new services land, e.g. `PROCS += saga-worker payment-gateway`.
 PROCS ?= command-api outbox-relay projector query-api payment-gateway saga-worker console
 
-.PHONY: help infra-up infra-down infra-clean infra-status chromium build release test lint fuzz-api compose-check run demo bench bench-quick replay
+.PHONY: help infra-up infra-down infra-clean infra-status chromium build release test lint fuzz-api compose-check run chaos demo bench bench-quick replay
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-13s %s\n", $$1, $$2 }'
@@ -102,6 +102,16 @@ compose-check: ## validate Dockerfile + compose.yaml (with a compose implementat
 bench-quick: infra-up ## every stage of the suite at small sizes, debug build (CI; asserts nothing about speed)
 	$(CARGO) build -p bench
 	$(BENCH_ENV) $(CARGO_TARGET_DIR)/debug/bench --quick $(BENCH_ARGS)
+
+# `make chaos`: the system under the supervisor with 2 instances of every worker and of the
+# command API, a workload, seeded faults, a drain and the auditor (exit 1 on any violation).
+# CHAOS_SECONDS (180), CHAOS_SEED (random, printed), CHAOS_FAULTS (all kinds), CHAOS_BUILD
+# (release; CI uses the debug build its tests already made). Output: .data/chaos/<seed>-<pid>/.
+CHAOS_BUILD ?= release
+chaos: infra-up ## fault-injection run + end-to-end audit (CHAOS_SECONDS=180 CHAOS_SEED=n)
+	$(CARGO) build $(if $(filter release,$(CHAOS_BUILD)),--release,) --workspace --bins
+	DATABASE_URL='$(DATABASE_URL)' QUERY_DATABASE_URL='$(QUERY_DATABASE_URL)' KAFKA_BROKERS='$(KAFKA_BROKERS)' \
+		$(CARGO_TARGET_DIR)/$(CHAOS_BUILD)/chaos --bin-dir $(CARGO_TARGET_DIR)/$(CHAOS_BUILD)
 
 demo: infra-up release ## place an order down each saga path and print the timelines (starts the system if needed)
 	PROCS='$(PROCS)' BIN_DIR='$(BIN_DIR)' DATABASE_URL='$(DATABASE_URL)' \
