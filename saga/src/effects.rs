@@ -11,16 +11,19 @@ use std::time::Duration;
 
 use chrono::Utc;
 use domain::aggregate::Payment;
-use domain::payment::PaymentCommand;
-use domain::saga::{Effect, SagaInput, SagaPhase};
+use domain::saga::{Effect, SagaInput};
 use eventstore::aggregate::execute;
-use payment_client::{ChargeRequest, ChargeStatus, PaymentError, PaymentProvider};
+use payment_client::PaymentProvider;
 use sqlx::PgPool;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use uuid::Uuid;
+
+pub mod outcome;
+
+pub use outcome::Outcome;
 
 use crate::execute::{Cause, ExecuteError};
 use crate::handler::{self, Handler, HandlerError};
@@ -51,15 +54,6 @@ impl Default for EffectSettings {
             backoff_max: Duration::from_secs(5),
         }
     }
-}
-
-/// What a provider call came to.
-#[derive(Debug, Clone)]
-enum Outcome {
-    /// Record this on the payment stream and tell the saga.
-    Record(PaymentCommand, SagaInput),
-    /// No answer: tell the saga (maybe) and try again later.
-    Retry(Option<SagaInput>, Duration),
 }
 
 /// Runs the sagas' provider calls.
@@ -182,7 +176,7 @@ impl EffectRunner {
         .await?;
         let row = store::lock(&mut tx, order_id).await?.unwrap_or(row);
         let Some(effect) = row.saga.effect.clone() else {
-            store::save(&mut tx, &row, handler::schedule(&row.saga, now)).await?;
+            store::save(&mut tx, &row, crate::steps::schedule(&row.saga, now)).await?;
             tx.commit().await?;
             return Ok(());
         };
@@ -233,12 +227,13 @@ impl EffectRunner {
                 }
                 let mut row = store::lock(&mut tx, order_id).await?.unwrap_or(row);
                 row.effect_attempts += 1;
-                let delay = delay.max(self.backoff(row.effect_attempts));
-                let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-                let next = match row.saga.deadline {
-                    Some(deadline) if deadline < next => deadline,
-                    _ => next,
-                };
+                let next = outcome::retry_at(
+                    &self.settings,
+                    Utc::now(),
+                    delay,
+                    row.effect_attempts,
+                    row.saga.deadline,
+                );
                 store::save(&mut tx, &row, Some(next)).await?;
             }
         }
@@ -249,92 +244,26 @@ impl EffectRunner {
     async fn call(&self, row: &SagaRow, effect: &Effect) -> Outcome {
         let saga = &row.saga;
         let traceparent = row.traceparent.as_deref();
+        let policy = self.handler.policy();
         match effect {
             Effect::Charge => {
-                let request = ChargeRequest {
-                    idempotency_key: saga.payment_id().to_string(),
-                    amount_cents: saga.total_cents,
-                    currency: self.handler.policy().currency.clone(),
-                    token: saga.payment_token.clone(),
-                    reference: saga.order_id,
-                    traceparent: row.traceparent.clone(),
-                };
-                match self.provider.charge(&request).await {
-                    Ok(charge) => captured(charge.charge_id),
-                    Err(PaymentError::Declined { code, .. }) => declined(code),
-                    Err(PaymentError::Invalid { message }) => {
-                        tracing::warn!(%message, "the provider refused the charge as invalid");
-                        declined("invalid_request".into())
-                    }
-                    Err(PaymentError::Timeout) => Outcome::Retry(
-                        Some(SagaInput::ChargeUnanswered { ambiguous: true }),
-                        Duration::ZERO,
-                    ),
-                    Err(error) => unanswered(&error),
-                }
+                let request =
+                    outcome::charge_request(saga, &policy.currency, row.traceparent.clone());
+                outcome::charge_outcome(self.provider.charge(&request).await)
             }
-            Effect::Resolve => match self
-                .provider
-                .charges_for_reference(saga.order_id, traceparent)
-                .await
-            {
-                Ok(charges) => {
-                    let landed = charges.iter().find(|c| {
-                        matches!(c.status, ChargeStatus::Captured | ChargeStatus::Refunded)
-                    });
-                    let refused = charges.iter().find(|c| c.status == ChargeStatus::Declined);
-                    match (landed, refused) {
-                        (Some(charge), _) => captured(charge.charge_id.clone()),
-                        (None, Some(charge)) => declined(
-                            charge
-                                .decline_code
-                                .clone()
-                                .unwrap_or_else(|| "card_declined".into()),
-                        ),
-                        (None, None) => {
-                            let reason = if saga.phase == SagaPhase::Cancelled {
-                                "order cancelled before the payment completed".to_owned()
-                            } else {
-                                format!(
-                                    "payment timed out: nothing captured within {}s",
-                                    self.handler.policy().payment_deadline.num_seconds()
-                                )
-                            };
-                            Outcome::Record(
-                                PaymentCommand::RecordFailure {
-                                    reason: reason.clone(),
-                                },
-                                SagaInput::PaymentFailed { reason },
-                            )
-                        }
-                    }
-                }
-                Err(error) => Outcome::Retry(None, retry_after(&error)),
-            },
+            Effect::Resolve => {
+                let answer = self
+                    .provider
+                    .charges_for_reference(saga.order_id, traceparent)
+                    .await;
+                outcome::resolve_outcome(saga, policy, answer)
+            }
             Effect::Refund { charge_id } => {
-                let key = format!("refund-{}", saga.payment_id());
-                match self.provider.refund(charge_id, &key, traceparent).await {
-                    Ok(charge) => {
-                        let refund_id = charge
-                            .refund_id
-                            .unwrap_or_else(|| format!("refund-of-{charge_id}"));
-                        Outcome::Record(
-                            PaymentCommand::RecordRefund { refund_id },
-                            SagaInput::PaymentRefunded,
-                        )
-                    }
-                    Err(error) => Outcome::Retry(None, retry_after(&error)),
-                }
+                let key = outcome::refund_key(saga);
+                let answer = self.provider.refund(charge_id, &key, traceparent).await;
+                outcome::refund_outcome(charge_id, answer)
             }
         }
-    }
-
-    fn backoff(&self, attempts: i32) -> Duration {
-        let exponent = u32::try_from(attempts.clamp(0, 16)).unwrap_or(16);
-        self.settings
-            .backoff_base
-            .saturating_mul(2u32.saturating_pow(exponent))
-            .min(self.settings.backoff_max)
     }
 
     async fn reschedule(&self, order_id: Uuid, delay: Duration) -> Result<(), sqlx::Error> {
@@ -361,43 +290,12 @@ fn effect_span(row: &SagaRow, effect: &Effect) -> tracing::Span {
     span
 }
 
-fn cause_of(row: &SagaRow) -> Cause {
+/// The cause named by what a saga's effect appends: the event that asked
+/// for the effect.
+pub fn cause_of(row: &SagaRow) -> Cause {
     Cause {
         event_id: row.effect_cause.unwrap_or(row.correlation_id),
         correlation_id: row.correlation_id,
         traceparent: row.traceparent.clone(),
-    }
-}
-
-fn captured(charge_id: String) -> Outcome {
-    Outcome::Record(
-        PaymentCommand::RecordCapture {
-            charge_id: charge_id.clone(),
-        },
-        SagaInput::PaymentCaptured { charge_id },
-    )
-}
-
-fn declined(code: String) -> Outcome {
-    Outcome::Record(
-        PaymentCommand::RecordDecline { code: code.clone() },
-        SagaInput::PaymentDeclined { code },
-    )
-}
-
-/// The provider did not take the charge (down, overloaded, circuit open):
-/// nothing can have been charged, so this never fails the order.
-fn unanswered(error: &PaymentError) -> Outcome {
-    tracing::warn!(%error, "payment provider unavailable; the charge waits");
-    Outcome::Retry(
-        Some(SagaInput::ChargeUnanswered { ambiguous: false }),
-        retry_after(error),
-    )
-}
-
-fn retry_after(error: &PaymentError) -> Duration {
-    match error {
-        PaymentError::CircuitOpen { retry_after } => *retry_after,
-        _ => Duration::ZERO,
     }
 }

@@ -3,18 +3,16 @@
 //! ([`eventstore::aggregate::execute`]) in the caller's transaction. The
 //! outcome of a reservation is fed straight back to the saga.
 
-use std::collections::VecDeque;
-
 use chrono::{DateTime, Utc};
 use domain::aggregate::{Order, Payment, Product};
-use domain::order::{OrderCommand, OrderError, OrderStatus};
-use domain::payment::PaymentCommand;
-use domain::product::ProductCommand;
-use domain::saga::{react, OrderSaga, SagaAction, SagaInput, SagaPhase, SagaPolicy};
+use domain::order::OrderStatus;
+use domain::saga::{OrderSaga, SagaAction, SagaInput, SagaPolicy};
 use eventstore::aggregate::{execute, load, CommandError};
 use eventstore::{Appended, EventEnvelope, Metadata};
 use sqlx::PgConnection;
 use uuid::Uuid;
+
+use crate::steps::{self, StreamCommand};
 
 /// What caused the saga to act: its appended events name it as causation
 /// and share its correlation id and trace.
@@ -84,8 +82,9 @@ impl ExecuteError {
 }
 
 /// Feeds `input` to the saga of `order_id` and runs every resulting action,
-/// including the reactions to their outcomes. Returns the saga after it all
-/// and the events appended, in order.
+/// including the reactions to their outcomes (in the order
+/// [`steps::Advance`] gives). Returns the saga after it all and the events
+/// appended, in order.
 pub async fn advance(
     conn: &mut PgConnection,
     saga: Option<OrderSaga>,
@@ -95,46 +94,25 @@ pub async fn advance(
     now: DateTime<Utc>,
     policy: &SagaPolicy,
 ) -> Result<(Option<OrderSaga>, Vec<EventEnvelope>), ExecuteError> {
-    let mut saga = saga;
+    let cancelled = user_cancelled_unseen(conn, saga.as_ref(), order_id).await?;
+    let mut advance = steps::Advance::new(saga, order_id, input, cancelled, now, policy);
     let mut appended = Vec::new();
-    let inputs_first = if user_cancelled_unseen(conn, saga.as_ref(), order_id).await? {
-        // The saga learns of a user's cancel before anything else, so it
-        // never reserves for, confirms or charges an order already cancelled.
-        if saga.is_none() {
-            // Starting for an order cancelled before the saga saw it: record
-            // the start without acting on it, then the cancel.
-            saga = react(None, order_id, input, now, policy).saga;
-            vec![SagaInput::OrderCancelled]
-        } else {
-            vec![SagaInput::OrderCancelled, input]
-        }
-    } else {
-        vec![input]
-    };
-    let mut inputs = VecDeque::from(inputs_first);
-    while let Some(input) = inputs.pop_front() {
-        let reaction = react(saga.as_ref(), order_id, input, now, policy);
-        saga = reaction.saga;
-        for action in reaction.actions {
-            let (events, feedback) = run_action(conn, order_id, action, cause).await?;
-            appended.extend(events);
-            inputs.extend(feedback);
-        }
+    while let Some(action) = advance.next_action() {
+        let (events, feedback) = run_action(conn, order_id, action, cause).await?;
+        appended.extend(events);
+        advance.feed(feedback);
     }
-    Ok((saga, appended))
+    Ok((advance.finish(), appended))
 }
 
 /// Whether the order is cancelled on its stream while the saga has not
-/// started or still acts on it (the `OrderCancelled` event may not have
-/// reached the saga yet).
+/// started or still acts on it (see [`steps::watches_for_cancel`]).
 pub(crate) async fn user_cancelled_unseen(
     conn: &mut PgConnection,
     saga: Option<&OrderSaga>,
     order_id: Uuid,
 ) -> Result<bool, ExecuteError> {
-    let active =
-        saga.is_none_or(|s| matches!(s.phase, SagaPhase::Reserving | SagaPhase::AwaitingPayment));
-    if !active {
+    if !steps::watches_for_cancel(saga) {
         return Ok(false);
     }
     let order = load::<Order>(conn, order_id).await?;
@@ -143,6 +121,8 @@ pub(crate) async fn user_cancelled_unseen(
 
 type ActionOutcome = (Vec<EventEnvelope>, Option<SagaInput>);
 
+/// Runs `action` as the command [`steps::command_for`] makes of it and
+/// turns the result into feedback ([`steps::action_result`]).
 async fn run_action(
     conn: &mut PgConnection,
     order_id: Uuid,
@@ -150,126 +130,43 @@ async fn run_action(
     cause: &Cause,
 ) -> Result<ActionOutcome, ExecuteError> {
     let metadata = cause.metadata();
-    let described = format!("{action:?}");
-    let events = |appended: Option<Appended>| appended.map(|a| a.events).unwrap_or_default();
-    match action {
-        SagaAction::Reserve {
+    let accepted =
+        |appended: Option<Appended>| (appended.map(|a| a.events).unwrap_or_default(), None);
+    let refused = |error: &dyn std::error::Error| (vec![], Some(error.to_string()));
+    let (events, refusal) = match steps::command_for(order_id, &action) {
+        StreamCommand::Product {
             product_id,
-            quantity,
-        } => {
-            let command = ProductCommand::Reserve { order_id, quantity };
-            Ok(
-                match execute::<Product>(conn, product_id, command, &metadata).await? {
-                    Ok(appended) => (events(appended), Some(SagaInput::Reserved { product_id })),
-                    Err(refusal) => (
-                        vec![],
-                        Some(SagaInput::ReservationRefused {
-                            product_id,
-                            reason: refusal.to_string(),
-                        }),
-                    ),
-                },
-            )
-        }
-        SagaAction::Release { product_id } => {
-            let command = ProductCommand::Release { order_id };
-            let appended = execute::<Product>(conn, product_id, command, &metadata)
-                .await?
-                .map_err(|e| refused(&described, &e))?;
-            Ok((events(appended), None))
-        }
-        SagaAction::CommitReservation { product_id } => {
-            let command = ProductCommand::Commit { order_id };
-            let appended = execute::<Product>(conn, product_id, command, &metadata)
-                .await?
-                .map_err(|e| refused(&described, &e))?;
-            Ok((events(appended), None))
-        }
-        SagaAction::RequestPayment {
+            command,
+        } => match execute::<Product>(conn, product_id, command, &metadata).await? {
+            Ok(appended) => accepted(appended),
+            Err(refusal) => refused(&refusal),
+        },
+        StreamCommand::Payment {
             payment_id,
-            amount_cents,
-            currency,
-            token,
-        } => {
-            let command = PaymentCommand::Request {
-                order_id,
-                amount_cents,
-                currency,
-                token,
-            };
-            let appended = execute::<Payment>(conn, payment_id, command, &metadata)
-                .await?
-                .map_err(|e| refused(&described, &e))?;
-            Ok((events(appended), None))
-        }
-        SagaAction::MarkAwaitingPayment { payment_id } => {
-            order_action(
-                conn,
-                order_id,
-                OrderCommand::MarkAwaitingPayment { payment_id },
-                cause,
-                &described,
-            )
-            .await
-        }
-        SagaAction::ConfirmOrder { payment_id } => {
-            order_action(
-                conn,
-                order_id,
-                OrderCommand::Confirm { payment_id },
-                cause,
-                &described,
-            )
-            .await
-        }
-        SagaAction::RejectOrder { reason } => {
-            order_action(
-                conn,
-                order_id,
-                OrderCommand::Reject { reason },
-                cause,
-                &described,
-            )
-            .await
-        }
-        SagaAction::CancelOrder { reason } => {
-            let command = OrderCommand::Cancel {
-                reason,
-                payment_captured: false,
-            };
-            order_action(conn, order_id, command, cause, &described).await
-        }
-    }
-}
-
-/// Runs a lifecycle command on the order. If the user cancelled the order
-/// meanwhile, the whole transaction is retried (the saga then sees the
-/// cancel first).
-async fn order_action(
-    conn: &mut PgConnection,
-    order_id: Uuid,
-    command: OrderCommand,
-    cause: &Cause,
-    described: &str,
-) -> Result<ActionOutcome, ExecuteError> {
-    match execute::<Order>(conn, order_id, command, &cause.metadata()).await? {
-        Ok(appended) => Ok((appended.map(|a| a.events).unwrap_or_default(), None)),
-        Err(refusal @ (OrderError::InvalidTransition { .. } | OrderError::PaymentCaptured)) => {
-            let order = load::<Order>(conn, order_id).await?;
-            if order.state.status() == Some(OrderStatus::Cancelled) {
-                tracing::info!(%order_id, "order was cancelled meanwhile; retrying with the cancel");
-                Err(ExecuteError::CancelledMeanwhile(order_id))
-            } else {
-                Err(refused(described, &refusal))
+            command,
+        } => match execute::<Payment>(conn, payment_id, command, &metadata).await? {
+            Ok(appended) => accepted(appended),
+            Err(refusal) => refused(&refusal),
+        },
+        StreamCommand::Order(command) => {
+            match execute::<Order>(conn, order_id, command, &metadata).await? {
+                Ok(appended) => accepted(appended),
+                Err(refusal) if steps::may_be_cancel_race(&refusal) => {
+                    let order = load::<Order>(conn, order_id).await?;
+                    if order.state.status() == Some(OrderStatus::Cancelled) {
+                        tracing::info!(%order_id, "order was cancelled meanwhile; retrying with the cancel");
+                        return Err(ExecuteError::CancelledMeanwhile(order_id));
+                    }
+                    refused(&refusal)
+                }
+                Err(refusal) => refused(&refusal),
             }
         }
-        Err(refusal) => Err(refused(described, &refusal)),
-    }
-}
-
-fn refused(action: &str, error: &dyn std::error::Error) -> ExecuteError {
-    ExecuteError::Refused {
-        action: action.to_owned(),
-        message: error.to_string(),
-    }
+    };
+    let feedback =
+        steps::action_result(&action, refusal).map_err(|message| ExecuteError::Refused {
+            action: format!("{action:?}"),
+            message,
+        })?;
+    Ok((events, feedback))
 }

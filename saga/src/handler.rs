@@ -4,7 +4,7 @@
 //! deduped and applied in turn, committed together up to the first failure.
 
 use chrono::{DateTime, Utc};
-use domain::saga::{react, OrderSaga, SagaInput, SagaPolicy};
+use domain::saga::{SagaInput, SagaPolicy};
 use eventstore::EventEnvelope;
 use sqlx::{PgConnection, PgPool};
 use tracing::Instrument;
@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use crate::execute::{advance, user_cancelled_unseen, Cause, ExecuteError};
 use crate::routing::route;
-use crate::store::{self, SagaRow};
+use crate::steps::{self, reacts, schedule};
+use crate::store;
 
 /// Attempts per event when other writers keep winning optimistic races.
 const CONFLICT_ATTEMPTS: u32 = 10;
@@ -226,19 +227,6 @@ impl Handler {
     }
 }
 
-/// Whether the saga would change or act on `input` (the pure reaction,
-/// without running anything).
-fn reacts(
-    saga: Option<&OrderSaga>,
-    order_id: Uuid,
-    input: &SagaInput,
-    now: DateTime<Utc>,
-    policy: &SagaPolicy,
-) -> bool {
-    let reaction = react(saga, order_id, input.clone(), now, policy);
-    !reaction.actions.is_empty() || reaction.saga.as_ref() != saga
-}
-
 /// The products an order being placed will reserve.
 fn placed_products(input: &SagaInput) -> impl Iterator<Item = Uuid> + '_ {
     let lines = match input {
@@ -300,29 +288,10 @@ pub async fn apply(
     if before.as_ref() == Some(&saga) {
         return Ok(false);
     }
-    let mut row = row.unwrap_or_else(|| SagaRow {
-        saga: saga.clone(),
-        effect_attempts: 0,
-        effect_cause: None,
-        correlation_id: cause.correlation_id,
-        traceparent: cause.traceparent.clone(),
-    });
-    if before.as_ref().and_then(|s| s.effect.clone()) != saga.effect {
-        row.effect_attempts = 0;
-        row.effect_cause = Some(appended.last().map_or(cause.event_id, |e| e.event_id));
-    }
-    row.saga = saga;
+    let last_appended = appended.last().map(|e| e.event_id);
+    let row = steps::advanced_row(row, saga, cause, last_appended);
     let next = schedule(&row.saga, now);
     store::save(conn, &row, next).await?;
     tracing::info!(%order_id, phase = ?row.saga.phase, effect = ?row.saga.effect, appended = appended.len(), "saga advanced");
     Ok(row.saga.effect.is_some())
-}
-
-/// When the effect runner should look at `saga` next.
-pub fn schedule(saga: &OrderSaga, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    if saga.effect.is_some() {
-        Some(now)
-    } else {
-        saga.deadline
-    }
 }

@@ -3,6 +3,9 @@
 //! - [`handler`]: one event in, one transaction out — dedup by event id, the
 //!   pure saga's reaction ([`domain::saga::react`]), its actions appended
 //!   through the same append path as the command API ([`execute`]);
+//! - [`steps`]: the pure bookkeeping around the saga (what needs work, the
+//!   order actions run in, the commands they become), shared with the
+//!   seeded simulator in `tests/simulation.rs`;
 //! - [`effects`]: the provider calls the saga asks for, run outside any
 //!   transaction, with deadlines kept in the database;
 //! - [`consumer`]: the Kafka loop, spreading orders over concurrent
@@ -23,6 +26,7 @@ pub mod metrics;
 pub mod offsets;
 pub mod retention;
 pub mod routing;
+pub mod steps;
 pub mod store;
 
 use std::sync::Arc;
