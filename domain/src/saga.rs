@@ -108,7 +108,18 @@ pub struct OrderSaga {
     /// Whether a charge attempt may have reached the provider without an
     /// answer (a timeout): only then can the charge's fate be unknown.
     pub charge_ambiguous: bool,
+    /// How often the deadline was moved on because nothing reached the
+    /// provider (see [`MAX_DEADLINE_EXTENSIONS`]).
+    #[serde(default)]
+    pub deadline_extensions: u32,
 }
+
+/// How many times a payment deadline is moved on while nothing reaches the
+/// provider (it is down, or answers this card with "no charge made" every
+/// time) before the saga stops charging and resolves the payment with the
+/// provider instead: an outage does not fail an order at once, but a payment
+/// that can never complete does not hold its stock for ever either.
+pub const MAX_DEADLINE_EXTENSIONS: u32 = 5;
 
 impl OrderSaga {
     /// The id of the order's payment stream.
@@ -299,6 +310,7 @@ fn start(
             effect: None,
             deadline: None,
             charge_ambiguous: false,
+            deadline_extensions: 0,
         }),
         actions,
     }
@@ -396,14 +408,17 @@ fn step(
             if saga.deadline.is_some_and(|deadline| now >= deadline)
                 && saga.effect == Some(Effect::Charge)
             {
-                if saga.charge_ambiguous {
-                    // The provider may have charged: ask it before deciding.
+                if saga.charge_ambiguous || saga.deadline_extensions >= MAX_DEADLINE_EXTENSIONS {
+                    // The provider may have charged, or it has not taken the
+                    // charge for too long: ask it before deciding (nothing
+                    // captured: the order is cancelled, its stock released).
                     saga.effect = Some(Effect::Resolve);
                     saga.deadline = None;
                 } else {
-                    // Nothing reached the provider (it is down): an outage
-                    // never fails an order, keep trying.
+                    // Nothing reached the provider (it is down): a short
+                    // outage never fails an order, keep trying.
                     saga.deadline = Some(now + policy.payment_deadline);
+                    saga.deadline_extensions += 1;
                 }
             }
             vec![]

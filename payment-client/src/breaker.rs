@@ -1,10 +1,19 @@
 //! A circuit breaker with an injectable clock.
 //!
 //! Closed: calls go through; `failure_threshold` consecutive failures open it.
-//! Open: calls fail fast until `cooldown` has passed. Then one call is let
-//! through as a half-open probe: its success closes the breaker, its failure
-//! opens it again. A probe that never reports back (its caller was cancelled)
-//! is replaced by a new one after another `cooldown`.
+//! Open: calls fail fast until `cooldown` has passed. Then up to
+//! [`HALF_OPEN_PROBES`] new calls are let through as half-open probes: the
+//! first success closes the breaker; when every probe has failed it opens
+//! again. Retries of a call that already failed are never probes: they
+//! only go through a closed breaker. Probes that never report back (their
+//! callers were cancelled) are replaced after another `cooldown`.
+//!
+//! Why several probes, and no retries among them: a failure can belong to
+//! one request (a card the provider never charges) rather than to the
+//! provider. With one probe, taken as often as not by the retry of such a
+//! request, a backlog of them kept the breaker open for every order (found
+//! by the chaos run; see the `failing_requests_cannot_hold_the_breaker_open`
+//! test).
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -31,7 +40,7 @@ impl Clock for SystemClock {
 pub struct BreakerConfig {
     /// Consecutive failures that open the breaker (at least 1).
     pub failure_threshold: u32,
-    /// How long it stays open before a probe is let through.
+    /// How long it stays open before probes are let through.
     pub cooldown: Duration,
 }
 
@@ -42,15 +51,26 @@ pub enum BreakerState {
     Closed,
     /// Calls fail fast.
     Open,
-    /// One probe call is in flight; others fail fast.
+    /// Probe calls are in flight; other calls fail fast.
     HalfOpen,
 }
 
+/// Calls let through a half-open breaker before it decides.
+pub const HALF_OPEN_PROBES: u32 = 3;
+
 #[derive(Debug, Clone, Copy)]
 enum Inner {
-    Closed { failures: u32 },
-    Open { until: Instant },
-    HalfOpen { probe_started: Instant },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    HalfOpen {
+        probe_started: Instant,
+        admitted: u32,
+        failed: u32,
+    },
 }
 
 /// A thread-safe circuit breaker.
@@ -74,20 +94,51 @@ impl CircuitBreaker {
         }
     }
 
-    /// Asks to make a call: `Ok` to go ahead (possibly as the half-open
+    /// Asks to make a new call: `Ok` to go ahead (possibly as a half-open
     /// probe), `Err(retry_after)` to fail fast.
     pub fn try_acquire(&self) -> Result<(), Duration> {
         let now = self.clock.now();
         let mut inner = self.lock();
+        let probe_ends = |started: Instant| started + self.config.cooldown;
         match *inner {
             Inner::Closed { .. } => Ok(()),
             Inner::Open { until } if now < until => Err(until - now),
-            Inner::HalfOpen { probe_started } if now < probe_started + self.config.cooldown => {
-                Err(probe_started + self.config.cooldown - now)
+            Inner::HalfOpen {
+                probe_started,
+                admitted,
+                failed,
+            } if now < probe_ends(probe_started) => {
+                if admitted < HALF_OPEN_PROBES {
+                    *inner = Inner::HalfOpen {
+                        probe_started,
+                        admitted: admitted + 1,
+                        failed,
+                    };
+                    Ok(())
+                } else {
+                    Err(probe_ends(probe_started) - now)
+                }
             }
             Inner::Open { .. } | Inner::HalfOpen { .. } => {
-                *inner = Inner::HalfOpen { probe_started: now };
+                *inner = Inner::HalfOpen {
+                    probe_started: now,
+                    admitted: 1,
+                    failed: 0,
+                };
                 Ok(())
+            }
+        }
+    }
+
+    /// Asks to retry a call that failed: only a closed breaker lets it
+    /// through (a retry is never a probe).
+    pub fn try_acquire_retry(&self) -> Result<(), Duration> {
+        let now = self.clock.now();
+        match *self.lock() {
+            Inner::Closed { .. } => Ok(()),
+            Inner::Open { until } => Err(until.saturating_duration_since(now)),
+            Inner::HalfOpen { probe_started, .. } => {
+                Err((probe_started + self.config.cooldown).saturating_duration_since(now))
             }
         }
     }
@@ -115,6 +166,15 @@ impl CircuitBreaker {
                     failures: failures + 1,
                 }
             }
+            Inner::HalfOpen {
+                probe_started,
+                admitted,
+                failed,
+            } if failed + 1 < HALF_OPEN_PROBES => Inner::HalfOpen {
+                probe_started,
+                admitted,
+                failed: failed + 1,
+            },
             Inner::Closed { .. } | Inner::HalfOpen { .. } => {
                 tracing::warn!(
                     cooldown_ms = self.config.cooldown.as_millis(),
@@ -210,13 +270,45 @@ mod tests {
     }
 
     #[test]
-    fn lets_one_probe_through_after_the_cooldown() {
+    fn lets_a_few_probes_through_after_the_cooldown() {
         let (breaker, clock) = breaker(1);
         fail(&breaker, 1);
         clock.advance(COOLDOWN);
-        assert_eq!(breaker.try_acquire(), Ok(()));
+        for _ in 0..HALF_OPEN_PROBES {
+            assert_eq!(breaker.try_acquire(), Ok(()));
+        }
         assert_eq!(breaker.state(), BreakerState::HalfOpen);
-        assert_eq!(breaker.try_acquire(), Err(COOLDOWN), "only one probe");
+        assert_eq!(breaker.try_acquire(), Err(COOLDOWN), "no more probes");
+    }
+
+    /// Regression (chaos run, seed 7): a backlog of requests the provider
+    /// fails one by one (a card it never charges) held the breaker open for
+    /// a minute after a 3-second outage: their retries took the single probe
+    /// and failed it, again and again.
+    #[test]
+    fn failing_requests_cannot_hold_the_breaker_open() {
+        let (breaker, clock) = breaker(1);
+        fail(&breaker, 1);
+        clock.advance(COOLDOWN);
+        assert!(
+            breaker.try_acquire_retry().is_err(),
+            "a retry is not a probe"
+        );
+        breaker.try_acquire().expect("probe of a failing request");
+        breaker.record_failure();
+        assert_eq!(
+            breaker.state(),
+            BreakerState::HalfOpen,
+            "one failed probe decides nothing"
+        );
+        breaker.try_acquire().expect("probe of a good request");
+        breaker.record_success();
+        assert_eq!(breaker.state(), BreakerState::Closed);
+        assert_eq!(
+            breaker.try_acquire_retry(),
+            Ok(()),
+            "retries go through a closed breaker"
+        );
     }
 
     #[test]
@@ -233,22 +325,28 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_probe_opens_it_again_for_a_full_cooldown() {
+    fn failed_probes_open_it_again_for_a_full_cooldown() {
         let (breaker, clock) = breaker(2);
         fail(&breaker, 2);
         clock.advance(COOLDOWN + Duration::from_secs(1));
-        breaker.try_acquire().expect("probe");
-        breaker.record_failure();
+        for _ in 0..HALF_OPEN_PROBES {
+            breaker.try_acquire().expect("probe");
+        }
+        for _ in 0..HALF_OPEN_PROBES {
+            breaker.record_failure();
+        }
         assert_eq!(breaker.state(), BreakerState::Open);
         assert_eq!(breaker.try_acquire(), Err(COOLDOWN));
     }
 
     #[test]
-    fn a_lost_probe_is_replaced_after_another_cooldown() {
+    fn lost_probes_are_replaced_after_another_cooldown() {
         let (breaker, clock) = breaker(1);
         fail(&breaker, 1);
         clock.advance(COOLDOWN);
-        breaker.try_acquire().expect("probe that never reports");
+        for _ in 0..HALF_OPEN_PROBES {
+            breaker.try_acquire().expect("probe that never reports");
+        }
         clock.advance(COOLDOWN);
         assert_eq!(breaker.try_acquire(), Ok(()));
         assert_eq!(breaker.state(), BreakerState::HalfOpen);

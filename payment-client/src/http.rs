@@ -107,7 +107,12 @@ impl HttpPaymentProvider {
         let mut attempt = 1;
         let mut timed_out = false;
         loop {
-            if let Err(retry_after) = self.breaker.try_acquire() {
+            let admitted = if attempt == 1 {
+                self.breaker.try_acquire()
+            } else {
+                self.breaker.try_acquire_retry()
+            };
+            if let Err(retry_after) = admitted {
                 tracing::debug!(?retry_after, "payment provider circuit open; not calling");
                 if timed_out {
                     return Err(PaymentError::Timeout);

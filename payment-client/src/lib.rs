@@ -17,7 +17,7 @@ mod metrics;
 pub mod model;
 pub mod provider;
 
-pub use breaker::{BreakerState, Clock, SystemClock};
+pub use breaker::{BreakerState, Clock, SystemClock, HALF_OPEN_PROBES};
 pub use config::ProviderConfig;
 pub use error::PaymentError;
 pub use http::HttpPaymentProvider;

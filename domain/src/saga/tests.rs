@@ -342,6 +342,37 @@ fn a_provider_outage_never_fails_the_order_it_extends_the_deadline() {
     assert_eq!(s.saga().phase, SagaPhase::AwaitingPayment);
 }
 
+/// Regression (chaos run, seed 7): orders whose card the provider never
+/// charges (`tok_hang`: "no charge was made", every time) moved their
+/// deadline on for ever, stayed AWAITING_PAYMENT holding stock, and their
+/// failing calls kept the circuit breaker open for every other order.
+#[test]
+fn hung_payments_resolve_after_the_last_deadline_extension() {
+    let mut s = Scenario::awaiting_payment();
+    let mut now = 0;
+    for extension in 1..=MAX_DEADLINE_EXTENSIONS {
+        s.on(SagaInput::ChargeUnanswered { ambiguous: false }, t(now + 1));
+        now += 30;
+        s.on(SagaInput::Tick, t(now + 5));
+        now += 5;
+        assert_eq!(
+            s.saga().effect,
+            Some(Effect::Charge),
+            "extension {extension}"
+        );
+        assert_eq!(s.saga().deadline_extensions, extension);
+    }
+    s.on(SagaInput::ChargeUnanswered { ambiguous: false }, t(now + 1));
+    s.on(SagaInput::Tick, t(now + 30));
+    assert_eq!(
+        s.saga().effect,
+        Some(Effect::Resolve),
+        "resolved, not extended again"
+    );
+    assert_eq!(s.saga().deadline, None);
+    assert_eq!(s.saga().phase, SagaPhase::AwaitingPayment);
+}
+
 #[test]
 fn every_input_repeated_changes_nothing() {
     let mut s = Scenario::new();

@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use payment_client::{BreakerState, ChargeStatus, PaymentError, PaymentProvider, ProviderConfig};
+use payment_client::{
+    BreakerState, ChargeStatus, PaymentError, PaymentProvider, ProviderConfig, HALF_OPEN_PROBES,
+};
 use payment_gateway::Behaviour;
 use testkit::TcpProxy;
 
@@ -80,7 +82,7 @@ async fn after_the_cooldown_a_successful_probe_closes_the_circuit() {
 }
 
 #[tokio::test]
-async fn a_failed_probe_opens_the_circuit_again() {
+async fn failed_probes_open_the_circuit_again() {
     let simulator = Simulator::spawn(Behaviour::default()).await;
     let proxy = TcpProxy::start(simulator.address).await;
     let client = provider(breaker_config(&format!("http://{}", proxy.address())));
@@ -91,12 +93,14 @@ async fn a_failed_probe_opens_the_circuit_again() {
         client.charge(&request).await.expect_err("down");
     }
     tokio::time::sleep(COOLDOWN).await;
-    let error = client.charge(&request).await.expect_err("probe fails");
-    // The probe failed; the retry that follows meets the re-opened breaker.
-    assert!(
-        matches!(error, PaymentError::CircuitOpen { .. }),
-        "{error:?}"
-    );
+    for probe in 1..=HALF_OPEN_PROBES {
+        let error = client.charge(&request).await.expect_err("probe fails");
+        // The probe failed; its retry is not a probe and fails fast.
+        assert!(
+            matches!(error, PaymentError::CircuitOpen { .. }),
+            "probe {probe}: {error:?}"
+        );
+    }
     assert_eq!(client.breaker_state(), BreakerState::Open);
     let started = Instant::now();
     let error = client.charge(&request).await.expect_err("open again");
