@@ -58,6 +58,10 @@ async fn audit(args: &Args, system: &System, answers: &Path) -> anyhow::Result<O
     let report = audit::run(&config).await?;
     Ok(Outcome {
         text: report.to_string(),
-        violations: report.violations().iter().map(ToString::to_string).collect(),
+        violations: report
+            .violations()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
     })
 }

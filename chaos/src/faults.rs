@@ -80,26 +80,19 @@ pub async fn inject(
     started: Instant,
     stop: CancellationToken,
 ) -> Vec<Fault> {
-    let mut rng = StdRng::seed_from_u64(schedule.seed.rotate_left(17) ^ 0xc4a0_5eed);
-    let mut upcoming: Vec<FaultKind> = Vec::new();
+    let mut plan = Plan::new(schedule.seed);
     let mut faults = Vec::new();
-    let mut victims = BTreeMap::new();
     loop {
-        let gap = rng.gen_range(schedule.gap_s.0..schedule.gap_s.1);
+        let gap = plan.seconds(schedule.gap_s.0, schedule.gap_s.1);
         tokio::select! {
             () = stop.cancelled() => break,
-            () = tokio::time::sleep(Duration::from_secs_f64(gap)) => {}
+            () = tokio::time::sleep(gap) => {}
         }
-        if schedule.kinds.is_empty() {
+        let Some(kind) = plan.next_kind(&schedule.kinds) else {
             continue;
-        }
-        if upcoming.is_empty() {
-            upcoming = schedule.kinds.clone();
-            upcoming.shuffle(&mut rng);
-        }
-        let kind = upcoming.remove(0);
+        };
         let at = started.elapsed();
-        let Some((target, lasted)) = apply(system, schedule, kind, &mut rng, &mut victims).await else {
+        let Some((target, lasted)) = apply(system, schedule, kind, &mut plan).await else {
             continue;
         };
         let recovered = canary(system, canary_product, Duration::from_secs(120)).await;
@@ -126,32 +119,73 @@ pub async fn inject(
     faults
 }
 
+/// The seeded choices of a schedule: which kind comes next (every kind
+/// once per round, in a seeded order), which instance it hits (every
+/// instance once per round of its kind), and how long things last.
+pub struct Plan {
+    rng: StdRng,
+    upcoming: Vec<FaultKind>,
+    victims: BTreeMap<FaultKind, Vec<String>>,
+}
+
+impl Plan {
+    /// The plan of `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            rng: StdRng::seed_from_u64(seed.rotate_left(17) ^ 0xc4a0_5eed),
+            upcoming: Vec::new(),
+            victims: BTreeMap::new(),
+        }
+    }
+
+    /// The next kind of fault among `kinds` (None if there are none).
+    pub fn next_kind(&mut self, kinds: &[FaultKind]) -> Option<FaultKind> {
+        if self.upcoming.is_empty() {
+            self.upcoming = kinds.to_vec();
+            self.upcoming.shuffle(&mut self.rng);
+        }
+        (!self.upcoming.is_empty()).then(|| self.upcoming.remove(0))
+    }
+
+    /// The instance a fault of `kind` hits next, among `names`.
+    pub fn victim<'a>(
+        &mut self,
+        kind: FaultKind,
+        names: impl Iterator<Item = &'a String>,
+    ) -> Option<String> {
+        let queue = self.victims.entry(kind).or_default();
+        if queue.is_empty() {
+            queue.extend(names.cloned());
+            queue.shuffle(&mut self.rng);
+        }
+        queue.pop()
+    }
+
+    /// A duration between `min` and `max` seconds.
+    pub fn seconds(&mut self, min: f64, max: f64) -> Duration {
+        Duration::from_secs_f64(self.rng.gen_range(min..max))
+    }
+}
+
 /// Applies one fault and returns its target and how long it lasted, or
 /// None if it had no target (e.g. no relay was leader at that moment).
 async fn apply(
     system: &System,
     schedule: &Schedule,
     kind: FaultKind,
-    rng: &mut StdRng,
-    victims: &mut BTreeMap<FaultKind, Vec<String>>,
+    plan: &mut Plan,
 ) -> Option<(String, Duration)> {
     let begun = Instant::now();
     let target = match kind {
         FaultKind::Kill | FaultKind::Pause => {
             let instances = system.instances();
-            let queue = victims.entry(kind).or_default();
-            if queue.is_empty() {
-                // Every instance once per round, in a seeded order.
-                queue.extend(instances.keys().cloned());
-                queue.shuffle(rng);
-            }
-            let name = queue.pop()?;
+            let name = plan.victim(kind, instances.keys())?;
             let pid = *instances.get(&name)?;
             if kind == FaultKind::Kill {
                 signal(pid, "KILL");
             } else {
                 signal(pid, "STOP");
-                tokio::time::sleep(Duration::from_secs_f64(rng.gen_range(1.0..5.0))).await;
+                tokio::time::sleep(plan.seconds(1.0, 5.0)).await;
                 signal(pid, "CONT");
             }
             name
@@ -166,19 +200,19 @@ async fn apply(
         }
         FaultKind::PostgresCrash => {
             infra(&schedule.repo, "postgres.sh", "crash").await;
-            tokio::time::sleep(Duration::from_secs_f64(rng.gen_range(1.0..4.0))).await;
+            tokio::time::sleep(plan.seconds(1.0, 4.0)).await;
             infra(&schedule.repo, "postgres.sh", "up").await;
             "postgres".to_owned()
         }
         FaultKind::KafkaCrash => {
             infra(&schedule.repo, "kafka.sh", "crash").await;
-            tokio::time::sleep(Duration::from_secs_f64(rng.gen_range(1.0..4.0))).await;
+            tokio::time::sleep(plan.seconds(1.0, 4.0)).await;
             infra(&schedule.repo, "kafka.sh", "up").await;
             "kafka".to_owned()
         }
         FaultKind::GatewayOutage => {
             system.gateway_proxy.cut();
-            tokio::time::sleep(Duration::from_secs_f64(rng.gen_range(3.0..10.0))).await;
+            tokio::time::sleep(plan.seconds(3.0, 10.0)).await;
             system.gateway_proxy.restore();
             "gateway".to_owned()
         }
@@ -292,4 +326,60 @@ pub fn summarize(faults: &[Fault]) -> BTreeMap<FaultKind, (usize, Option<f64>, O
 
 fn round(seconds: f64) -> f64 {
     (seconds * 10.0).round() / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [FaultKind; 6] = [
+        FaultKind::Kill,
+        FaultKind::Pause,
+        FaultKind::LeaderPause,
+        FaultKind::PostgresCrash,
+        FaultKind::KafkaCrash,
+        FaultKind::GatewayOutage,
+    ];
+
+    fn trace(seed: u64) -> Vec<String> {
+        let names: Vec<String> = ["projector", "projector.2", "saga-worker"]
+            .map(String::from)
+            .to_vec();
+        let mut plan = Plan::new(seed);
+        (0..30)
+            .map(|_| {
+                let kind = plan.next_kind(&ALL).expect("a kind");
+                let victim = plan.victim(kind, names.iter()).expect("a victim");
+                format!("{kind:?} {victim} {:?}", plan.seconds(1.0, 5.0))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_schedule() {
+        assert_eq!(trace(42), trace(42));
+        assert_ne!(trace(42), trace(43));
+    }
+
+    #[test]
+    fn every_kind_comes_once_per_round_and_every_instance_once_per_round_of_its_kind() {
+        let mut plan = Plan::new(7);
+        for _ in 0..5 {
+            let mut round: Vec<FaultKind> = (0..ALL.len())
+                .map(|_| plan.next_kind(&ALL).expect("a kind"))
+                .collect();
+            round.sort();
+            assert_eq!(round, ALL.to_vec());
+        }
+        let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let mut hit: Vec<String> = (0..3)
+            .map(|_| {
+                plan.victim(FaultKind::Kill, names.iter())
+                    .expect("a victim")
+            })
+            .collect();
+        hit.sort();
+        assert_eq!(hit, names);
+        assert_eq!(plan.next_kind(&[]), None);
+    }
 }

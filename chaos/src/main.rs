@@ -22,7 +22,10 @@ use crate::workload::Workload;
 
 /// Settings of a chaos run.
 #[derive(Debug, Parser)]
-#[command(name = "chaos", about = "Faults on a seeded schedule against the whole system, then an end-to-end audit")]
+#[command(
+    name = "chaos",
+    about = "Faults on a seeded schedule against the whole system, then an end-to-end audit"
+)]
 pub struct Args {
     /// How long the workload and the faults run (s).
     #[arg(long, env = "CHAOS_SECONDS", default_value_t = 180)]
@@ -52,7 +55,11 @@ pub struct Args {
     #[arg(long, env = "OWNER_DATABASE_URL")]
     pub owner_database_url: Option<String>,
     /// The query role's URL (its credentials are used on the run's database).
-    #[arg(long, env = "QUERY_DATABASE_URL", default_value = "postgres://orders_query:orders_query@127.0.0.1:5432/orders")]
+    #[arg(
+        long,
+        env = "QUERY_DATABASE_URL",
+        default_value = "postgres://orders_query:orders_query@127.0.0.1:5432/orders"
+    )]
     pub query_database_url: String,
     /// Kafka bootstrap brokers.
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
@@ -71,7 +78,12 @@ pub struct Args {
     pub gap_secs: (f64, f64),
     /// Which faults to inject (comma-separated: kill, pause, leader_pause,
     /// postgres_crash, kafka_crash, gateway_outage).
-    #[arg(long, env = "CHAOS_FAULTS", value_delimiter = ',', default_value = "kill,pause,leader_pause,postgres_crash,kafka_crash,gateway_outage")]
+    #[arg(
+        long,
+        env = "CHAOS_FAULTS",
+        value_delimiter = ',',
+        default_value = "kill,pause,leader_pause,postgres_crash,kafka_crash,gateway_outage"
+    )]
     pub faults: Vec<faults::FaultKind>,
     /// How long the drain may take before the audit counts what is left as violations (s).
     #[arg(long, env = "CHAOS_DRAIN_SECS", default_value_t = 180)]
@@ -117,13 +129,22 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         out_dir.display()
     );
     let system = System::start(&args, &out_dir, &run_id).await?;
-    println!("chaos: system up (database {}, topics {}*)", system.database_url.rsplit('/').next().unwrap_or(""), system.topic_prefix);
+    println!(
+        "chaos: system up (database {}, topics {}*)",
+        system.database_url.rsplit('/').next().unwrap_or(""),
+        system.topic_prefix
+    );
 
     let answers_path = out_dir.join("answers.jsonl");
     let workload = Workload::prepare(system.command_apis.clone(), &answers_path, 5, 400).await?;
-    let canary_product = Workload::prepare(system.command_apis.clone(), &out_dir.join("canary-answers.jsonl"), 1, 1_000_000)
-        .await?
-        .products()[0];
+    let canary_product = Workload::prepare(
+        system.command_apis.clone(),
+        &out_dir.join("canary-answers.jsonl"),
+        1,
+        1_000_000,
+    )
+    .await?
+    .products()[0];
 
     let started = Instant::now();
     let stop = CancellationToken::new();
@@ -185,8 +206,17 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }
 
     let drained = Instant::now();
-    let audit = drain::until_clean(&args, &system, &answers_path, Duration::from_secs(args.drain_secs)).await?;
-    println!("chaos: drained and audited in {:.1}s", drained.elapsed().as_secs_f64());
+    let audit = drain::until_clean(
+        &args,
+        &system,
+        &answers_path,
+        Duration::from_secs(args.drain_secs),
+    )
+    .await?;
+    println!(
+        "chaos: drained and audited in {:.1}s",
+        drained.elapsed().as_secs_f64()
+    );
     print!("{}", audit.text);
 
     let document = json!({
@@ -202,7 +232,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         "drain_s": drained.elapsed().as_secs_f64(),
         "violations": audit.violations,
     });
-    std::fs::write(out_dir.join("summary.json"), serde_json::to_string_pretty(&document)?)?;
+    std::fs::write(
+        out_dir.join("summary.json"),
+        serde_json::to_string_pretty(&document)?,
+    )?;
     system.stop().await?;
     let passed = audit.violations.is_empty();
     println!(

@@ -70,7 +70,7 @@ impl System {
         let database_url = with_database(&args.database_url, &database);
         let query_url = with_credentials(
             &database_url,
-            &credentials_of(&args.query_database_url).unwrap_or("orders_query:orders_query"),
+            credentials_of(&args.query_database_url).unwrap_or("orders_query:orders_query"),
         );
         let pool = PgPoolOptions::new()
             .max_connections(4)
@@ -87,7 +87,10 @@ impl System {
         command
             .arg(args.repo.join("infra/run-all.sh"))
             .current_dir(&args.repo)
-            .env("PROCS", "command-api outbox-relay projector query-api payment-gateway saga-worker")
+            .env(
+                "PROCS",
+                "command-api outbox-relay projector query-api payment-gateway saga-worker",
+            )
             .env("BIN_DIR", &args.bin_dir)
             .env("RUN_DIR", &run_dir)
             .env("DATABASE_URL", &database_url)
@@ -98,10 +101,19 @@ impl System {
             .env("RELAYS", args.instances.to_string())
             .env("PROJECTORS", args.instances.to_string())
             .env("SAGA_WORKERS", args.instances.to_string())
-            .env("PAYMENT_GATEWAY_URL", format!("http://{}", gateway_proxy.address()))
-            .env("SAGA_PAYMENT_DEADLINE_MS", args.payment_deadline_ms.to_string())
+            .env(
+                "PAYMENT_GATEWAY_URL",
+                format!("http://{}", gateway_proxy.address()),
+            )
+            .env(
+                "SAGA_PAYMENT_DEADLINE_MS",
+                args.payment_deadline_ms.to_string(),
+            )
             .env("PAYMENT_GATEWAY_SLOW_RESPONSE_MS", "1500")
-            .env("RELAY_FAILPOINT_ABORT_AFTER_ACK", args.relay_abort_after_ack.to_string())
+            .env(
+                "RELAY_FAILPOINT_ABORT_AFTER_ACK",
+                args.relay_abort_after_ack.to_string(),
+            )
             // Every fault restarts something; the cap is for real crash loops.
             .env("RESTART_LIMIT", "40")
             .env("RESTART_BACKOFF_MAX_MS", "4000")
@@ -161,7 +173,10 @@ impl System {
                     break;
                 }
                 if Instant::now() > deadline {
-                    bail!("{probe} not ready after 90 s (see {})", self.log_path.display());
+                    bail!(
+                        "{probe} not ready after 90 s (see {})",
+                        self.log_path.display()
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }

@@ -78,7 +78,9 @@ impl Workload {
         let mut workload = Self {
             client,
             apis,
-            answers: Mutex::new(std::io::BufWriter::new(std::fs::File::create(answers_path)?)),
+            answers: Mutex::new(std::io::BufWriter::new(std::fs::File::create(
+                answers_path,
+            )?)),
             sent: Mutex::new(Vec::new()),
             orders: Mutex::new(Vec::new()),
             products: Vec::new(),
@@ -263,7 +265,8 @@ impl Workload {
     async fn send(&self, request: &Request, deadline: Instant) -> Option<(u16, Value)> {
         let mut pause = Duration::from_millis(100);
         loop {
-            let api = &self.apis[self.next_api.fetch_add(1, Ordering::Relaxed) as usize % self.apis.len()];
+            let api = &self.apis
+                [self.next_api.fetch_add(1, Ordering::Relaxed) as usize % self.apis.len()];
             let sent = self
                 .client
                 .post(format!("{api}{}", request.path))
