@@ -87,7 +87,9 @@ pub async fn drop_database(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A database created for one test, with every migration applied.
+/// A database created for one test, with every migration applied. A clone
+/// shares the pool.
+#[derive(Debug, Clone)]
 pub struct TestDatabase {
     /// Its name (`test_<uuid>`).
     pub name: String,
