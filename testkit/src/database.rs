@@ -175,6 +175,18 @@ pub fn with_credentials(url: &str, credentials: &str) -> String {
     format!("{scheme}://{credentials}@{host}")
 }
 
+/// The socket address of the server `url` points at (e.g. for a proxy in
+/// front of it).
+pub async fn server_address(url: &str) -> std::net::SocketAddr {
+    let options: sqlx::postgres::PgConnectOptions = url.parse().expect("a PostgreSQL URL");
+    let host = options.get_host().to_owned();
+    tokio::net::lookup_host((host, options.get_port()))
+        .await
+        .expect("resolve the database host")
+        .next()
+        .expect("an address for the database host")
+}
+
 /// `url` with its host and port replaced by `address` (e.g. a proxy's).
 pub fn with_address(url: &str, address: std::net::SocketAddr) -> String {
     let (scheme, rest) = url.split_once("://").expect("URL has a scheme");
