@@ -15,7 +15,7 @@
 # built without TLS. So the builder needs a C toolchain, pkg-config and zlib headers,
 # and the binaries need only libc, libgcc_s and libz at run time.
 
-ARG BINS="command-api query-api outbox-relay projector saga-worker payment-gateway console"
+ARG BINS="command-api query-api outbox-relay projector saga-worker payment-gateway console migrate"
 
 ############################# build #############################
 FROM rust:1-bookworm AS builder
@@ -51,6 +51,7 @@ COPY --from=builder /out/projector /usr/local/bin/projector
 COPY --from=builder /out/saga-worker /usr/local/bin/saga-worker
 COPY --from=builder /out/payment-gateway /usr/local/bin/payment-gateway
 COPY --from=builder /out/console /usr/local/bin/console
+COPY --from=builder /out/migrate /usr/local/bin/migrate
 USER 10001:10001
 ENV RUST_LOG=info
 # command-api, query-api, payment-gateway, console; admin (/metrics, /health/*) of

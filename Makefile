@@ -13,9 +13,20 @@ export CARGO_TARGET_DIR
 BIN_DIR := $(CARGO_TARGET_DIR)/release
 
 # Local infrastructure (infra/up.sh). Override on the command line or in the environment.
-DATABASE_URL ?= postgres://orders:orders@127.0.0.1:5432/orders
-QUERY_DATABASE_URL ?= postgres://orders_query:orders_query@127.0.0.1:5432/orders
+# Two Postgres clusters (infra/postgres.sh): the durable one (PGPORT) for run, demo,
+# replay and bench; the DEV/TEST ONLY one, durability off (PGPORT_TEST), for test and fuzz-api.
+# Roles: orders (the app: DATABASE_URL), orders_owner (migrations), orders_query (SELECT-only).
+PGPORT ?= 5432
+PGPORT_TEST ?= 5433
+PG_CLUSTER ?= durable
+DATABASE_URL ?= postgres://orders:orders@127.0.0.1:$(PGPORT)/orders
+OWNER_DATABASE_URL ?= postgres://orders_owner:orders_owner@127.0.0.1:$(PGPORT)/orders
+QUERY_DATABASE_URL ?= postgres://orders_query:orders_query@127.0.0.1:$(PGPORT)/orders
+TEST_DATABASE_URL ?= postgres://orders:orders@127.0.0.1:$(PGPORT_TEST)/orders
+TEST_OWNER_DATABASE_URL ?= postgres://orders_owner:orders_owner@127.0.0.1:$(PGPORT_TEST)/orders
+TEST_QUERY_DATABASE_URL ?= postgres://orders_query:orders_query@127.0.0.1:$(PGPORT_TEST)/orders
 KAFKA_BROKERS ?= 127.0.0.1:9092
+PG_PORTS = PGPORT='$(PGPORT)' PGPORT_TEST='$(PGPORT_TEST)'
 RUST_LOG ?= info
 # The web console's re-drive token (`make run CONSOLE_ADMIN_TOKEN=...`); empty: re-drive disabled.
 CONSOLE_ADMIN_TOKEN ?=
@@ -33,24 +44,34 @@ BENCH_ARGS ?=
 # Extend when new services land, e.g. `PROCS += saga-worker payment-gateway`.
 PROCS ?= command-api outbox-relay projector query-api payment-gateway saga-worker console
 
-.PHONY: help infra-up infra-down infra-clean infra-status chromium build release test lint fuzz-api compose-check run chaos demo bench bench-quick replay
+.PHONY: help infra-up infra-up-test infra-down infra-clean infra-status check-durable migrate chromium build release test lint fuzz-api compose-check run chaos demo bench bench-quick replay
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-13s %s\n", $$1, $$2 }'
 
-infra-up: ## start local Postgres 15 + Kafka 4.1 (idempotent)
-	bash infra/up.sh
+infra-up: ## start local Postgres 15 (durable cluster; PG_CLUSTER=test|all) + Kafka 4.1 (idempotent)
+	$(PG_PORTS) PG_CLUSTER='$(PG_CLUSTER)' bash infra/up.sh
 
-infra-down: ## stop them (data kept)
-	bash infra/down.sh
+infra-up-test: ## start the DEV/TEST ONLY Postgres cluster (durability off) + Kafka
+	$(PG_PORTS) PG_CLUSTER=test bash infra/up.sh
 
-infra-clean: ## stop them and delete .data/
-	bash infra/postgres.sh clean
+infra-down: ## stop them, both Postgres clusters (data kept)
+	$(PG_PORTS) bash infra/down.sh
+
+infra-clean: ## stop them and delete .data/ (both clusters)
+	$(PG_PORTS) bash infra/postgres.sh clean all
 	bash infra/kafka.sh clean
 
-infra-status: ## show state of local infrastructure
-	-bash infra/postgres.sh status
+infra-status: ## show state of local infrastructure (and each cluster's durability)
+	-$(PG_PORTS) bash infra/postgres.sh status all
 	-bash infra/kafka.sh status
+
+check-durable: infra-up ## fail unless the durable cluster has fsync, full_page_writes, synchronous_commit on
+	PGPORT='$(PGPORT)' bash infra/check-durable.sh '$(DATABASE_URL)'
+
+migrate: ## apply the migrations to the durable cluster as the owner role (OWNER_DATABASE_URL)
+	$(CARGO) build --release -p migrate
+	OWNER_DATABASE_URL='$(OWNER_DATABASE_URL)' $(BIN_DIR)/migrate
 
 chromium: ## install headless Chromium + chromedriver for the console's browser test (apt-get, idempotent)
 	bash infra/chromium.sh
@@ -61,10 +82,11 @@ build: ## build all binaries (debug)
 release: ## build all binaries optimised (what run, demo, replay and bench use)
 	$(CARGO) build --release --workspace --bins
 
-test: infra-up chromium ## run the workspace tests against local infra
+test: infra-up-test chromium ## run the workspace tests against the test cluster and Kafka
 	bash infra/test-supervisor.sh
-	bash infra/postgres.sh prune
-	DATABASE_URL='$(DATABASE_URL)' QUERY_DATABASE_URL='$(QUERY_DATABASE_URL)' KAFKA_BROKERS='$(KAFKA_BROKERS)' \
+	$(PG_PORTS) bash infra/postgres.sh prune test
+	DATABASE_URL='$(TEST_DATABASE_URL)' OWNER_DATABASE_URL='$(TEST_OWNER_DATABASE_URL)' \
+		QUERY_DATABASE_URL='$(TEST_QUERY_DATABASE_URL)' KAFKA_BROKERS='$(KAFKA_BROKERS)' \
 		$(CARGO) test --workspace --no-fail-fast $(CARGO_TEST_FLAGS) -- $(TEST_ARGS)
 
 lint: ## rustfmt check + clippy (warnings are errors)
@@ -72,6 +94,7 @@ lint: ## rustfmt check + clippy (warnings are errors)
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 run: infra-up release ## run all services, restarted when they die (RELAYS=2 PROJECTORS=2 SAGA_WORKERS=2 COMMAND_APIS=2 QUERY_APIS=2; Ctrl-C stops all)
+	OWNER_DATABASE_URL='$(OWNER_DATABASE_URL)' $(BIN_DIR)/migrate
 	PROCS='$(PROCS)' BIN_DIR='$(BIN_DIR)' DATABASE_URL='$(DATABASE_URL)' \
 		QUERY_DATABASE_URL='$(QUERY_DATABASE_URL)' KAFKA_BROKERS='$(KAFKA_BROKERS)' RUST_LOG='$(RUST_LOG)' \
 		SAGA_PAYMENT_DEADLINE_MS='$(SAGA_PAYMENT_DEADLINE_MS)' PAYMENT_GATEWAY_SLOW_RESPONSE_MS='$(PAYMENT_GATEWAY_SLOW_RESPONSE_MS)' \
@@ -86,15 +109,15 @@ replay: release ## rebuild every read model from the event log (REPLAY_ARGS='--p
 # The components it runs log nothing unless BENCH_RUST_LOG is set (e.g. BENCH_RUST_LOG=warn).
 BENCH_RUST_LOG ?=
 BENCH_ENV = env $(if $(BENCH_RUST_LOG),RUST_LOG='$(BENCH_RUST_LOG)',-u RUST_LOG) \
-	DATABASE_URL='$(DATABASE_URL)' QUERY_DATABASE_URL='$(QUERY_DATABASE_URL)' KAFKA_BROKERS='$(KAFKA_BROKERS)'
+	DATABASE_URL='$(DATABASE_URL)' OWNER_DATABASE_URL='$(OWNER_DATABASE_URL)' QUERY_DATABASE_URL='$(QUERY_DATABASE_URL)' KAFKA_BROKERS='$(KAFKA_BROKERS)'
 
 bench: infra-up ## run the benchmark suite on a release build (several minutes; BENCH_ARGS='--stages a,b')
 	$(CARGO) build --release -p bench
 	$(BENCH_ENV) $(CARGO_TARGET_DIR)/release/bench $(BENCH_ARGS)
 
-fuzz-api: infra-up ## schemathesis against both APIs' /openapi.json: no 5xx, errors are problem+json (FUZZ_MAX_EXAMPLES=50)
-	$(CARGO) build -p command-api -p query-api --bins
-	DATABASE_URL='$(DATABASE_URL)' bash infra/fuzz-api.sh
+fuzz-api: infra-up-test ## schemathesis against both APIs' /openapi.json: no 5xx, errors are problem+json (FUZZ_MAX_EXAMPLES=50)
+	$(CARGO) build -p command-api -p query-api -p migrate --bins
+	DATABASE_URL='$(TEST_DATABASE_URL)' OWNER_DATABASE_URL='$(TEST_OWNER_DATABASE_URL)' bash infra/fuzz-api.sh
 
 compose-check: ## validate Dockerfile + compose.yaml (with a compose implementation if there is one; always a structural check)
 	bash infra/compose-check.sh
@@ -110,10 +133,11 @@ bench-quick: infra-up ## every stage of the suite at small sizes, debug build (C
 CHAOS_BUILD ?= release
 chaos: infra-up ## fault-injection run + end-to-end audit (CHAOS_SECONDS=180 CHAOS_SEED=n)
 	$(CARGO) build $(if $(filter release,$(CHAOS_BUILD)),--release,) --workspace --bins
-	DATABASE_URL='$(DATABASE_URL)' QUERY_DATABASE_URL='$(QUERY_DATABASE_URL)' KAFKA_BROKERS='$(KAFKA_BROKERS)' \
-		$(CARGO_TARGET_DIR)/$(CHAOS_BUILD)/chaos --bin-dir $(CARGO_TARGET_DIR)/$(CHAOS_BUILD)
+	DATABASE_URL='$(DATABASE_URL)' OWNER_DATABASE_URL='$(OWNER_DATABASE_URL)' QUERY_DATABASE_URL='$(QUERY_DATABASE_URL)' \
+		KAFKA_BROKERS='$(KAFKA_BROKERS)' $(CARGO_TARGET_DIR)/$(CHAOS_BUILD)/chaos --bin-dir $(CARGO_TARGET_DIR)/$(CHAOS_BUILD)
 
 demo: infra-up release ## place an order down each saga path and print the timelines (starts the system if needed)
+	OWNER_DATABASE_URL='$(OWNER_DATABASE_URL)' $(BIN_DIR)/migrate
 	PROCS='$(PROCS)' BIN_DIR='$(BIN_DIR)' DATABASE_URL='$(DATABASE_URL)' \
 		QUERY_DATABASE_URL='$(QUERY_DATABASE_URL)' KAFKA_BROKERS='$(KAFKA_BROKERS)' \
 		SAGA_PAYMENT_DEADLINE_MS='$(SAGA_PAYMENT_DEADLINE_MS)' PAYMENT_GATEWAY_SLOW_RESPONSE_MS='$(PAYMENT_GATEWAY_SLOW_RESPONSE_MS)' \

@@ -100,6 +100,9 @@ RUST = {
     "saga-worker":     ("ADMIN_BIND", 9103),
     "console":         ("CONSOLE_BIND", 8083),
 }
+# one-shot services (a binary of the image that runs to completion): dependants wait
+# for service_completed_successfully; no health check. name -> its database URL variable
+ONE_SHOT = {"migrate": "OWNER_DATABASE_URL"}  # migrations, as the owner role orders_owner
 USES_DB = {"command-api", "payment-gateway", "outbox-relay", "projector", "saga-worker", "console"}  # DATABASE_URL
 USES_QUERY_DB = {"query-api"}                               # QUERY_DATABASE_URL (role orders_query)
 USES_KAFKA = {"outbox-relay", "projector", "saga-worker"}   # KAFKA_BROKERS (platform::kafka::KafkaConfig)
@@ -308,15 +311,19 @@ for name, svc in services.items():
     if not isinstance(svc, dict):
         problem(f"{name}: not a mapping")
         continue
-    if name not in INFRA and name not in RUST:
+    if name not in INFRA and name not in RUST and name not in ONE_SHOT:
         notes.append(f"extra service '{name}' (not checked beyond its health check)")
-    tests[name] = healthcheck_test(name, svc)
+    if name not in ONE_SHOT:
+        tests[name] = healthcheck_test(name, svc)
+    elif str(svc.get("restart", "no")) != "no":
+        problem(f"{name}: a one-shot service must not restart (restart: \"no\")")
     deps_of[name] = depends(name, svc)
     for dep, condition in deps_of[name].items():
+        wanted = "service_completed_successfully" if dep in ONE_SHOT else "service_healthy"
         if dep not in services:
             problem(f"{name}: depends_on unknown service '{dep}'")
-        elif condition != "service_healthy":
-            problem(f"{name}: depends_on {dep} with condition {condition}, not service_healthy")
+        elif condition != wanted:
+            problem(f"{name}: depends_on {dep} with condition {condition}, not {wanted}")
 
 # ---------------------------------------------------------------- postgres
 pg = services.get("postgres")
@@ -409,8 +416,9 @@ for line in df_lines:
         bins_arg = m.group(2).split()
 if not any("cargo build" in l and "--release" in l for l in df_lines):
     problem(f"{rel(dockerfile_path)}: no 'cargo build --release'")
-if set(copied) != set(RUST):
-    problem(f"{rel(dockerfile_path)}: COPY --from copies {sorted(copied)}, expected the binaries {sorted(RUST)}")
+if set(copied) != set(RUST) | set(ONE_SHOT):
+    problem(f"{rel(dockerfile_path)}: COPY --from copies {sorted(copied)}, "
+            f"expected the binaries {sorted(set(RUST) | set(ONE_SHOT))}")
 if bins_arg is not None and sorted(bins_arg) != sorted(copied):
     problem(f"{rel(dockerfile_path)}: ARG BINS {sorted(bins_arg)} differs from the COPY lines {sorted(copied)}")
 final_text = "\n".join(final)
@@ -511,6 +519,24 @@ for name, (bind_var, port) in RUST.items():
     for dep in needed:
         if deps.get(dep) != "service_healthy":
             problem(f"{name}: does not depend_on {dep} with condition service_healthy")
+# the one-shot services: same image, their binary, the owner role's URL, first of all
+for name, url_var in ONE_SHOT.items():
+    svc = services.get(name)
+    if not isinstance(svc, dict):
+        problem(f"service '{name}' is missing")
+        continue
+    images[name] = str(svc.get("image", ""))
+    cmd = as_list(svc.get("entrypoint")) or as_list(svc.get("command"))
+    if not cmd or os.path.basename(cmd[0]) != name or name not in copied:
+        problem(f"{name}: command {cmd!r} does not start the binary '{name}' copied by the Dockerfile")
+    u = url_parts(environment(svc).get(url_var, ""))
+    if not u or u[1] != "orders_owner" or u[3] != "postgres" or u[5] != "/orders":
+        problem(f"{name}: {url_var} is not postgres://orders_owner:…@postgres:5432/orders")
+    if deps_of.get(name, {}).get("postgres") != "service_healthy":
+        problem(f"{name}: does not depend_on postgres with condition service_healthy")
+for name in ("command-api", "payment-gateway"):  # they refuse to start on an unmigrated schema
+    if isinstance(services.get(name), dict) and deps_of.get(name, {}).get("migrate") != "service_completed_successfully":
+        problem(f"{name}: does not wait for migrate (condition service_completed_successfully)")
 if len(set(images.values())) > 1 or "" in images.values():
     problem(f"the Rust services do not share one image tag: {images}")
 
@@ -525,7 +551,7 @@ if problems:
         print(f"  FAIL: {p}")
     print(f"structural: {len(problems)} problem(s)")
     sys.exit(1)
-print("structural: ok (" + ", ".join(INFRA + list(RUST)) + ")")
+print("structural: ok (" + ", ".join(INFRA + list(ONE_SHOT) + list(RUST)) + ")")
 PY
 
 if ((status == 0)); then

@@ -11,7 +11,9 @@
 # read-model rows so the read endpoints answer with real bodies.
 #
 # Env: FUZZ_MAX_EXAMPLES (default 50 per operation), FUZZ_SEED (optional),
-#      BIN_DIR (default $CARGO_TARGET_DIR/debug), DATABASE_URL (the admin URL).
+#      BIN_DIR (default $CARGO_TARGET_DIR/debug), DATABASE_URL (the app role's URL),
+#      OWNER_DATABASE_URL (the owner role's, which creates, migrates and drops the database;
+#      default: DATABASE_URL with orders_owner's credentials).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 INFRA_TAG=fuzz-api
@@ -21,10 +23,11 @@ source "$HERE/lib.sh"
 SCHEMATHESIS_VERSION=4.32.5
 VENV="${HOME}/.cache/orders-cqrs/venv-schemathesis-${SCHEMATHESIS_VERSION}"
 BIN_DIR="${BIN_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/orders-cqrs/target}/debug}"
-ADMIN_URL="${DATABASE_URL:-postgres://orders:orders@127.0.0.1:5432/orders}"
+APP_URL="${DATABASE_URL:-postgres://orders:orders@127.0.0.1:5432/orders}"
+ADMIN_URL="${OWNER_DATABASE_URL:-$(sed -E 's#//[^@]*@#//orders_owner:orders_owner@#' <<<"$APP_URL")}"
 MAX_EXAMPLES="${FUZZ_MAX_EXAMPLES:-50}"
 
-for binary in command-api query-api; do
+for binary in migrate command-api query-api; do
     [[ -x "$BIN_DIR/$binary" ]] || die "$BIN_DIR/$binary missing: run \`make build\` first"
 done
 
@@ -35,8 +38,8 @@ if [[ ! -x "$VENV/bin/st" ]]; then
 fi
 
 db="test_fuzz_$(date +%s)_$$"
-base="${ADMIN_URL%/*}"
-db_url="$base/$db"
+db_url="${APP_URL%/*}/$db"
+owner_url="${ADMIN_URL%/*}/$db"
 query_url="$(sed -E 's#//[^@]*@#//orders_query:orders_query@#' <<<"$db_url")"
 psql -X -q "$ADMIN_URL" -c "CREATE DATABASE $db" >/dev/null
 
@@ -62,7 +65,8 @@ wait_ready() {
 
 command_port="$(free_port)"
 query_port="$(free_port)"
-# The command API applies the migrations; the query API waits for it.
+OWNER_DATABASE_URL="$owner_url" RUST_LOG=warn "$BIN_DIR/migrate" >"$logs/migrate.log" 2>&1 \
+    || { cat "$logs/migrate.log" >&2; die "migrate failed"; }
 DATABASE_URL="$db_url" COMMAND_API_BIND="127.0.0.1:$command_port" RUST_LOG=warn \
     "$BIN_DIR/command-api" >"$logs/command-api.log" 2>&1 &
 pids+=($!)

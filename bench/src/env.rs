@@ -6,41 +6,36 @@ use platform::kafka::KafkaConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{Executor, PgPool};
-use testkit::database::{admin_url, with_credentials, with_database};
+use sqlx::PgPool;
 use uuid::Uuid;
-
-/// Credentials of the SELECT-only role the query side uses.
-const QUERY_ROLE: &str = "orders_query:orders_query";
 
 /// A database created for one stage.
 pub struct BenchDb {
     /// Its name (`bench_<stage>_<id>`).
     pub name: String,
-    /// URL of the owning role.
+    /// URL of the application role (what the components use).
     pub url: String,
     /// URL of the SELECT-only query role.
     pub query_url: String,
-    /// A pool connected as the owner.
+    /// A pool connected as the application role.
     pub pool: PgPool,
 }
 
 impl BenchDb {
-    /// Creates and migrates `bench_<label>_<id>`; `connections` is the pool size.
+    /// Creates `bench_<label>_<id>` and migrates it as the owner role;
+    /// `connections` is the pool size.
     pub async fn create(label: &str, connections: u32) -> anyhow::Result<Self> {
         let name = format!(
             "bench_{}_{}",
             label.replace('-', "_"),
             &Uuid::new_v4().simple().to_string()[..8]
         );
-        admin(&format!("CREATE DATABASE {name}")).await?;
-        let url = with_database(&admin_url(), &name);
-        let pool = pool(&url, connections).await?;
-        platform::db::migrate(&pool).await?;
+        let urls = testkit::database::create_database(&name, true).await?;
+        let pool = pool(&urls.app, connections).await?;
         Ok(Self {
-            query_url: with_credentials(&url, QUERY_ROLE),
+            query_url: urls.query,
             name,
-            url,
+            url: urls.app,
             pool,
         })
     }
@@ -54,8 +49,7 @@ impl BenchDb {
     /// Drops the database (closing whatever is still connected).
     pub async fn remove(self) -> anyhow::Result<()> {
         self.pool.close().await;
-        let name = self.name;
-        admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await
+        testkit::database::drop_database(&self.name).await
     }
 }
 
@@ -64,21 +58,6 @@ async fn pool(url: &str, connections: u32) -> anyhow::Result<PgPool> {
         .max_connections(connections)
         .connect(url)
         .await?)
-}
-
-/// Runs one statement on the server's admin database.
-async fn admin(statement: &str) -> anyhow::Result<()> {
-    let url = admin_url();
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!("cannot reach PostgreSQL at {url}: {e} (run `make infra-up`)")
-        })?;
-    admin.execute(statement).await?;
-    admin.close().await;
-    Ok(())
 }
 
 /// A topic prefix created for one stage.

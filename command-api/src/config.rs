@@ -31,9 +31,11 @@ pub struct Config {
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
 
-    /// Do not apply pending database migrations at start-up (they are applied by default).
-    #[arg(long, env = "COMMAND_API_SKIP_MIGRATIONS")]
-    pub skip_migrations: bool,
+    /// Start without checking that the database schema is fully migrated
+    /// (by default a schema behind this binary's migrations is refused; the
+    /// `migrate` binary applies them as the owner role).
+    #[arg(long, env = "COMMAND_API_SKIP_SCHEMA_CHECK")]
+    pub skip_schema_check: bool,
 
     /// Group-commit writers: each runs one transaction at a time for the
     /// streams that hash to it (keep it below `--db-max-connections`).
@@ -74,7 +76,7 @@ mod tests {
     fn defaults_match_the_design() {
         let config = Config::try_parse_from(["command-api"]).expect("defaults parse");
         assert_eq!(config.bind.to_string(), DEFAULT_BIND);
-        assert!(!config.skip_migrations);
+        assert!(!config.skip_schema_check);
     }
 
     #[test]
@@ -83,14 +85,14 @@ mod tests {
             "command-api",
             "--bind",
             "127.0.0.1:9999",
-            "--skip-migrations",
+            "--skip-schema-check",
             "--db-acquire-timeout-ms",
             "500",
         ])
         .expect("flags parse");
         assert_eq!(config.bind.port(), 9999);
         assert_eq!(config.writer_settings(), WriterSettings::default());
-        assert!(config.skip_migrations);
+        assert!(config.skip_schema_check);
         assert_eq!(config.db.acquire_timeout_ms, 500);
     }
 

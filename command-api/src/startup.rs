@@ -49,15 +49,15 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Runs the command API until `shutdown` is cancelled: sets up logging,
-/// connects to PostgreSQL (lazily), applies migrations unless
-/// `--skip-migrations`, binds `config.bind` and serves.
+/// connects to PostgreSQL (lazily), checks that the schema is fully
+/// migrated unless `--skip-schema-check`, binds `config.bind` and serves.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let _telemetry = platform::telemetry::init("command-api", &config.telemetry);
     let pool = platform::db::connect_lazy(&config.db).context("invalid database configuration")?;
-    if !config.skip_migrations {
-        platform::db::migrate(&pool)
+    if !config.skip_schema_check {
+        platform::db::ensure_migrated(&pool)
             .await
-            .context("applying database migrations")?;
+            .context("checking the database schema")?;
     }
     let listener = TcpListener::bind(config.bind)
         .await

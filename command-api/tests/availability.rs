@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{assert_json, assert_problem, order_body, spawn_app_with_pool, TestApp};
@@ -13,7 +12,7 @@ use testkit::{TcpProxy, TestDatabase};
 /// The app over a pool that reaches the test database through a proxy.
 async fn spawn_app_behind_proxy() -> (TestApp, TcpProxy) {
     let db = TestDatabase::create().await;
-    let proxy = TcpProxy::start(database_address(&db.url).await).await;
+    let proxy = TcpProxy::start(testkit::database::server_address(&db.url).await).await;
     let config = DbConfig {
         url: testkit::database::with_address(&db.url, proxy.address()),
         max_connections: 5,
@@ -21,19 +20,6 @@ async fn spawn_app_behind_proxy() -> (TestApp, TcpProxy) {
     };
     let pool = platform::db::connect_lazy(&config).expect("proxied pool");
     (spawn_app_with_pool(db, pool).await, proxy)
-}
-
-async fn database_address(url: &str) -> SocketAddr {
-    let after_scheme = url.split_once("://").expect("scheme").1;
-    let host_and_path = after_scheme
-        .rsplit_once('@')
-        .map_or(after_scheme, |(_, h)| h);
-    let host_port = host_and_path.split('/').next().expect("host");
-    tokio::net::lookup_host(host_port)
-        .await
-        .expect("resolve database host")
-        .next()
-        .expect("an address")
 }
 
 #[tokio::test]

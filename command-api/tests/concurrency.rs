@@ -9,17 +9,20 @@ use uuid::Uuid;
 /// Makes every append to an existing stream lose its race, as if another
 /// writer always got there first: the guarded `UPDATE` of the stream row is
 /// skipped, and each skipped update bumps the `lost_races` sequence (which,
-/// unlike a table, is not rolled back with the attempt).
+/// unlike a table, is not rolled back with the attempt). Installed by the
+/// owner role: the app role may not put triggers on the log's tables.
 async fn make_every_append_lose(app: &TestApp) {
+    let owner = app.db.owner_pool().await;
     for statement in [
         "CREATE SEQUENCE lost_races",
         "CREATE FUNCTION lose_race() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN PERFORM nextval('lost_races'); RETURN NULL; END $$",
         "CREATE TRIGGER always_lose BEFORE UPDATE ON eventstore.streams
          FOR EACH ROW EXECUTE FUNCTION lose_race()",
+        "GRANT USAGE, SELECT ON SEQUENCE lost_races TO orders",
     ] {
         sqlx::query(statement)
-            .execute(&app.db.pool)
+            .execute(&owner)
             .await
             .expect("install the losing trigger");
     }

@@ -39,8 +39,10 @@ async fn writing_transactions(app: &TestApp, streams: &[Uuid]) -> Vec<i64> {
 }
 
 /// Makes every append to `stream` lose its race, as if another process
-/// always got there first.
+/// always got there first. Installed by the owner role: the app role may
+/// not put triggers on the log's tables.
 async fn make_appends_lose(app: &TestApp, stream: Uuid) {
+    let owner = app.db.owner_pool().await;
     for statement in [
         format!(
             "CREATE FUNCTION lose_race() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -50,7 +52,7 @@ async fn make_appends_lose(app: &TestApp, stream: Uuid) {
          FOR EACH ROW EXECUTE FUNCTION lose_race()"
             .to_owned(),
     ] {
-        sqlx::query(&statement).execute(&app.db.pool).await.unwrap();
+        sqlx::query(&statement).execute(&owner).await.unwrap();
     }
 }
 

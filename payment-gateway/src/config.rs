@@ -31,9 +31,11 @@ pub struct Config {
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
 
-    /// Do not apply pending database migrations at start-up (they are applied by default).
-    #[arg(long, env = "PAYMENT_GATEWAY_SKIP_MIGRATIONS")]
-    pub skip_migrations: bool,
+    /// Start without checking that the database schema is fully migrated
+    /// (by default a schema behind this binary's migrations is refused; the
+    /// `migrate` binary applies them as the owner role).
+    #[arg(long, env = "PAYMENT_GATEWAY_SKIP_SCHEMA_CHECK")]
+    pub skip_schema_check: bool,
 
     /// Extra latency added to every response of the charge routes (not the health probes), in ms.
     #[arg(long, env = "PAYMENT_GATEWAY_LATENCY_MS", default_value_t = 0)]
@@ -90,7 +92,7 @@ mod tests {
     fn defaults_match_the_design() {
         let config = Config::try_parse_from(["payment-gateway"]).expect("defaults parse");
         assert_eq!(config.bind.to_string(), DEFAULT_BIND);
-        assert!(!config.skip_migrations);
+        assert!(!config.skip_schema_check);
         let behaviour = config.behaviour();
         assert_eq!(behaviour.latency, Duration::ZERO);
         assert!(behaviour.failure_rate.abs() < f64::EPSILON);
@@ -109,11 +111,11 @@ mod tests {
             "0.25",
             "--slow-response-ms",
             "300",
-            "--skip-migrations",
+            "--skip-schema-check",
         ])
         .expect("flags parse");
         assert_eq!(config.bind.port(), 0);
-        assert!(config.skip_migrations);
+        assert!(config.skip_schema_check);
         let behaviour = config.behaviour();
         assert_eq!(behaviour.latency, Duration::from_millis(25));
         assert!((behaviour.failure_rate - 0.25).abs() < f64::EPSILON);

@@ -60,14 +60,15 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Runs the simulator until `shutdown` is cancelled: connects to PostgreSQL
-/// (lazily), applies migrations unless `--skip-migrations`, binds
+/// (lazily), checks that the schema is fully migrated
+/// unless `--skip-schema-check`, binds
 /// `config.bind` and serves.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let pool = platform::db::connect_lazy(&config.db).context("invalid database configuration")?;
-    if !config.skip_migrations {
-        platform::db::migrate(&pool)
+    if !config.skip_schema_check {
+        platform::db::ensure_migrated(&pool)
             .await
-            .context("applying database migrations")?;
+            .context("checking the database schema")?;
     }
     let listener = TcpListener::bind(config.bind)
         .await

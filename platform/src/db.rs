@@ -5,8 +5,19 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-/// Default URL: the private cluster that `make infra-up` starts.
+/// Default URL: the application role `orders` on the private cluster that
+/// `make infra-up` starts. It can read and append to the log but not alter it.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://orders:orders@127.0.0.1:5432/orders";
+
+/// Default URL of the owner role `orders_owner`, which owns the schema and
+/// runs the migrations (the `migrate` binary, `OWNER_DATABASE_URL`).
+pub const DEFAULT_OWNER_DATABASE_URL: &str =
+    "postgres://orders_owner:orders_owner@127.0.0.1:5432/orders";
+
+/// How to apply the migrations, named in the error of a process that finds
+/// the schema behind.
+pub const MIGRATE_HINT: &str = "apply the migrations as the owner role first: `make migrate`, \
+     or `migrate --database-url <owner URL>` (env OWNER_DATABASE_URL)";
 
 /// How a process connects to PostgreSQL.
 #[derive(Debug, Clone, clap::Args)]
@@ -103,7 +114,84 @@ pub fn is_unique_violation(error: &sqlx::Error, constraint: Option<&str>) -> boo
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 /// Applies pending migrations. Safe to run concurrently (sqlx takes an
-/// advisory lock) and repeatedly.
+/// advisory lock) and repeatedly. Connect as the owner role: the roles
+/// migration (0012) refuses to run as the application role.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
+}
+
+/// Why a database's schema is not the one this binary was built for.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// The database could not be reached.
+    #[error("cannot reach the database to check its schema: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// The applied migrations could not be read (no `_sqlx_migrations`
+    /// table, or this role may not read it).
+    #[error(
+        "the database schema is not migrated (reading _sqlx_migrations: {source}); {MIGRATE_HINT}"
+    )]
+    Unreadable {
+        /// What PostgreSQL answered.
+        source: sqlx::Error,
+    },
+    /// Migrations this binary embeds are not applied (or failed half-way).
+    #[error("the database schema is not fully migrated: missing {missing}; {MIGRATE_HINT}")]
+    Missing {
+        /// The missing migrations, `version (description)`, comma-separated.
+        missing: String,
+    },
+    /// A migration was applied from a different file than this binary's.
+    #[error(
+        "migration {version} ({description}) in the database differs from this binary's copy; \
+             the binary and the database come from different versions of the migrations"
+    )]
+    Changed {
+        /// Its version.
+        version: i64,
+        /// Its description.
+        description: String,
+    },
+}
+
+/// Checks that every migration of [`MIGRATOR`] is applied, unchanged, to
+/// the database behind `pool`. Services call it at start-up instead of
+/// migrating: they connect as the application role, which may not change
+/// the schema. Migrations applied that this binary does not know (a newer
+/// schema) are accepted.
+pub async fn ensure_migrated(pool: &PgPool) -> Result<(), SchemaError> {
+    let applied: Vec<(i64, bool, Vec<u8>)> =
+        sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations")
+            .fetch_all(pool)
+            .await
+            .map_err(|e| {
+                if is_unavailable(&e) {
+                    SchemaError::Unavailable(e)
+                } else {
+                    SchemaError::Unreadable { source: e }
+                }
+            })?;
+    let mut missing = Vec::new();
+    for migration in MIGRATOR.iter() {
+        if migration.migration_type.is_down_migration() {
+            continue;
+        }
+        match applied.iter().find(|(v, ..)| *v == migration.version) {
+            Some((_, true, checksum)) if checksum[..] != migration.checksum[..] => {
+                return Err(SchemaError::Changed {
+                    version: migration.version,
+                    description: migration.description.to_string(),
+                });
+            }
+            Some((_, true, _)) => {}
+            _ => missing.push(format!("{} ({})", migration.version, migration.description)),
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(SchemaError::Missing {
+            missing: missing.join(", "),
+        })
+    }
 }

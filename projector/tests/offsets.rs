@@ -17,7 +17,7 @@ use uuid::Uuid;
 async fn offsets_are_committed_only_after_the_read_model_commit() {
     let h = Harness::new().await;
     let group = h.group();
-    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let proxy = TcpProxy::start(testkit::database::server_address(&h.db.url).await).await;
     proxy.cut();
     let mut db = DbConfig::new(testkit::database::with_address(&h.db.url, proxy.address()));
     db.max_connections = 2;

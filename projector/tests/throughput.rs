@@ -77,11 +77,11 @@ async fn copy_scan(pool: &PgPool) -> f64 {
 /// Rows/s of `clients` loops of 100-row `INSERT … ON CONFLICT DO UPDATE`
 /// into a copy of `read.products` (inserts first, then updates).
 async fn upsert_rate(pool: &PgPool, clients: usize, duration: Duration) -> f64 {
-    sqlx::query("DROP TABLE IF EXISTS bench_upsert")
+    sqlx::query("DROP TABLE IF EXISTS read.bench_upsert")
         .execute(pool)
         .await
         .unwrap();
-    sqlx::query("CREATE TABLE bench_upsert (LIKE read.products INCLUDING ALL)")
+    sqlx::query("CREATE TABLE read.bench_upsert (LIKE read.products INCLUDING ALL)")
         .execute(pool)
         .await
         .unwrap();
@@ -97,7 +97,7 @@ async fn upsert_rate(pool: &PgPool, clients: usize, duration: Duration) -> f64 {
                 let ids: Vec<Uuid> = (0..100).map(|i| keys[(n * 100 + i) % keys.len()]).collect();
                 let versions = vec![n as i64 + 1; 100];
                 sqlx::query(
-                    "INSERT INTO bench_upsert (product_id, name, price_cents, available, reserved, sold, version, updated_at)
+                    "INSERT INTO read.bench_upsert (product_id, name, price_cents, available, reserved, sold, version, updated_at)
                      SELECT id, 'Product', 1250, 1000, 0, 0, v, now() FROM UNNEST($1::uuid[], $2::bigint[]) AS r(id, v)
                      ON CONFLICT (product_id) DO UPDATE
                      SET available = bench_upsert.available - 1, reserved = bench_upsert.reserved + 1,

@@ -1,63 +1,155 @@
-//! A fresh PostgreSQL database per test.
+//! A fresh PostgreSQL database per test, laid out like production: owned
+//! and migrated by the owner role, used through the application role.
 
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool};
 use uuid::Uuid;
 
+/// Credentials of the owner role, which creates databases and migrates them.
+pub const OWNER_ROLE: &str = "orders_owner:orders_owner";
 /// Credentials of the SELECT-only role the query side uses.
-const QUERY_ROLE: &str = "orders_query:orders_query";
+pub const QUERY_ROLE: &str = "orders_query:orders_query";
 
-/// The server's admin URL: `DATABASE_URL`, or the `make infra-up` default.
-pub fn admin_url() -> String {
+/// The application role's URL on the server: `DATABASE_URL`, or the
+/// `make infra-up` default.
+pub fn app_url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| platform::db::DEFAULT_DATABASE_URL.to_owned())
 }
 
-/// A database created for one test, with every migration applied.
+/// The owner role's URL on the server, which creates and drops databases:
+/// `OWNER_DATABASE_URL`, else [`app_url`] with the owner's credentials.
+pub fn admin_url() -> String {
+    std::env::var("OWNER_DATABASE_URL").unwrap_or_else(|_| with_credentials(&app_url(), OWNER_ROLE))
+}
+
+/// The URLs of one database, one per role.
+#[derive(Debug, Clone)]
+pub struct DatabaseUrls {
+    /// The application role (what services use; cannot alter the log).
+    pub app: String,
+    /// The owner role (migrations, DDL).
+    pub owner: String,
+    /// The SELECT-only query role.
+    pub query: String,
+}
+
+impl DatabaseUrls {
+    /// The URLs of database `name` on the server of [`app_url`].
+    pub fn of(name: &str) -> Self {
+        let app = with_database(&app_url(), name);
+        Self {
+            owner: with_database(&admin_url(), name),
+            query: with_credentials(&app, QUERY_ROLE),
+            app,
+        }
+    }
+}
+
+/// Creates database `name` owned by the owner role and, if `migrated`,
+/// applies every migration as the owner. Used by the tests and the bench.
+pub async fn create_database(name: &str, migrated: bool) -> anyhow::Result<DatabaseUrls> {
+    let admin = admin_url();
+    let admin_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach PostgreSQL as the owner role at {admin}: {e} (run `make infra-up`)"
+            )
+        })?;
+    admin_pool
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await?;
+    admin_pool.close().await;
+    let urls = DatabaseUrls::of(name);
+    if migrated {
+        let owner = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&urls.owner)
+            .await?;
+        platform::db::migrate(&owner).await?;
+        owner.close().await;
+    }
+    Ok(urls)
+}
+
+/// Drops database `name` (closing whatever is still connected), as the owner.
+pub async fn drop_database(name: &str) -> anyhow::Result<()> {
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin_url())
+        .await?;
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+        .await?;
+    admin.close().await;
+    Ok(())
+}
+
+/// A database created for one test, with every migration applied. A clone
+/// shares the pool.
+#[derive(Debug, Clone)]
 pub struct TestDatabase {
     /// Its name (`test_<uuid>`).
     pub name: String,
-    /// URL for the owning role (the write side).
+    /// URL for the application role (the write side's processes).
     pub url: String,
+    /// URL for the owner role (migrations; DDL a test needs).
+    pub owner_url: String,
     /// URL for the SELECT-only query role.
     pub query_url: String,
-    /// A pool connected as the owner.
+    /// A pool connected as the application role.
     pub pool: PgPool,
 }
 
 impl TestDatabase {
-    /// Creates a uniquely named database and migrates it.
+    /// Creates a uniquely named database and migrates it as the owner.
     pub async fn create() -> Self {
-        let admin = admin_url();
-        let name = format!("test_{}", Uuid::new_v4().simple());
-        let admin_pool = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&admin)
-            .await
-            .unwrap_or_else(|e| {
-                panic!("cannot reach PostgreSQL at {admin}: {e} (run `make infra-up`)")
-            });
-        admin_pool
-            .execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .expect("create test database");
-        admin_pool.close().await;
+        Self::new(true).await
+    }
 
-        let url = with_database(&admin, &name);
+    /// Creates a uniquely named database with no migration applied.
+    pub async fn create_unmigrated() -> Self {
+        Self::new(false).await
+    }
+
+    async fn new(migrated: bool) -> Self {
+        let name = format!("test_{}", Uuid::new_v4().simple());
+        let urls = create_database(&name, migrated)
+            .await
+            .unwrap_or_else(|e| panic!("creating test database {name}: {e:#}"));
         let pool = PgPoolOptions::new()
             .max_connections(10)
-            .connect(&url)
+            .connect(&urls.app)
             .await
-            .expect("connect to test database");
-        platform::db::migrate(&pool)
-            .await
-            .expect("migrate test database");
-        let query_url = with_credentials(&url, QUERY_ROLE);
+            .expect("connect to test database as the application role");
         Self {
             name,
-            url,
-            query_url,
+            url: urls.app,
+            owner_url: urls.owner,
+            query_url: urls.query,
             pool,
         }
+    }
+
+    /// A pool connected as the owner role, for tests that need DDL the
+    /// application role may not run (extra triggers, scratch tables).
+    pub async fn owner_pool(&self) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.owner_url)
+            .await
+            .expect("connect to test database as the owner role")
+    }
+
+    /// A pool connected as the query role.
+    pub async fn query_pool(&self) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.query_url)
+            .await
+            .expect("connect to test database as the query role")
     }
 }
 
@@ -81,6 +173,18 @@ pub fn with_credentials(url: &str, credentials: &str) -> String {
     let (scheme, rest) = url.split_once("://").expect("URL has a scheme");
     let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
     format!("{scheme}://{credentials}@{host}")
+}
+
+/// The socket address of the server `url` points at (e.g. for a proxy in
+/// front of it).
+pub async fn server_address(url: &str) -> std::net::SocketAddr {
+    let options: sqlx::postgres::PgConnectOptions = url.parse().expect("a PostgreSQL URL");
+    let host = options.get_host().to_owned();
+    tokio::net::lookup_host((host, options.get_port()))
+        .await
+        .expect("resolve the database host")
+        .next()
+        .expect("an address for the database host")
 }
 
 /// `url` with its host and port replaced by `address` (e.g. a proxy's).

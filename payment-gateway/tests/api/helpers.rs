@@ -117,13 +117,7 @@ impl TestGateway {
 
     /// A second simulator over this one's database (the first keeps running).
     pub async fn sibling(&self, behaviour: Behaviour) -> Self {
-        let db = TestDatabase {
-            name: self.db.name.clone(),
-            url: self.db.url.clone(),
-            query_url: self.db.query_url.clone(),
-            pool: self.db.pool.clone(),
-        };
-        Self::spawn_on(db, behaviour).await
+        Self::spawn_on(self.db.clone(), behaviour).await
     }
 
     /// Absolute URL of `path`.

@@ -7,4 +7,5 @@ mod helpers;
 mod idempotency;
 mod ledger;
 mod refunds;
+mod startup;
 mod tokens;

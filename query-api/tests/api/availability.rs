@@ -1,7 +1,6 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use sqlx::postgres::PgConnectOptions;
 use testkit::{TcpProxy, TestDatabase};
 
 use crate::helpers::{query_pool, ProductSeed, TestApp};
@@ -10,13 +9,7 @@ use query_api::Settings;
 #[tokio::test]
 async fn database_outage_is_a_503_and_the_api_recovers() {
     let db = TestDatabase::create().await;
-    let options: PgConnectOptions = db.query_url.parse().expect("database URL");
-    let target = tokio::net::lookup_host((options.get_host(), options.get_port()))
-        .await
-        .expect("resolve database host")
-        .next()
-        .expect("an address");
-    let proxy = TcpProxy::start(target).await;
+    let proxy = TcpProxy::start(testkit::database::server_address(&db.query_url).await).await;
     let proxied_url = testkit::database::with_address(&db.query_url, proxy.address());
     let app = TestApp::serve(db, query_pool(&proxied_url, 500), Settings::default()).await;
     let product = ProductSeed::named("ladle");
