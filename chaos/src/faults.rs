@@ -72,7 +72,8 @@ pub struct Schedule {
     pub kinds: Vec<FaultKind>,
 }
 
-/// Injects faults until `stop`, waiting for recovery after each.
+/// Injects faults until `stop` and the end of a round of kinds, waiting
+/// for recovery after each.
 pub async fn inject(
     system: &System,
     schedule: &Schedule,
@@ -83,9 +84,14 @@ pub async fn inject(
     let mut plan = Plan::new(schedule.seed);
     let mut faults = Vec::new();
     loop {
+        // Past the run's length, a round of kinds still under way is finished,
+        // so every kind asked for is injected at least once.
+        if stop.is_cancelled() && plan.round_done() {
+            break;
+        }
         let gap = plan.seconds(schedule.gap_s.0, schedule.gap_s.1);
         tokio::select! {
-            () = stop.cancelled() => break,
+            () = stop.cancelled(), if plan.round_done() => break,
             () = tokio::time::sleep(gap) => {}
         }
         let Some(kind) = plan.next_kind(&schedule.kinds) else {
@@ -145,6 +151,11 @@ impl Plan {
             self.upcoming.shuffle(&mut self.rng);
         }
         (!self.upcoming.is_empty()).then(|| self.upcoming.remove(0))
+    }
+
+    /// Whether the current round of kinds is complete.
+    pub fn round_done(&self) -> bool {
+        self.upcoming.is_empty()
     }
 
     /// The instance a fault of `kind` hits next, among `names`.

@@ -27,7 +27,8 @@ use crate::workload::Workload;
     about = "Faults on a seeded schedule against the whole system, then an end-to-end audit"
 )]
 pub struct Args {
-    /// How long the workload and the faults run (s).
+    /// How long the workload and the faults run (s); a round of fault kinds
+    /// under way then is finished first, so each kind comes at least once.
     #[arg(long, env = "CHAOS_SECONDS", default_value_t = 180)]
     pub seconds: u64,
     /// Seed of the fault schedule and the workload's choices (random if not given; printed).
@@ -51,9 +52,9 @@ pub struct Args {
     /// The application role's URL (the run creates its own database on that server).
     #[arg(long, env = "DATABASE_URL", default_value = platform::db::DEFAULT_DATABASE_URL)]
     pub database_url: String,
-    /// A role that may create databases and run migrations (default: DATABASE_URL).
-    #[arg(long, env = "OWNER_DATABASE_URL")]
-    pub owner_database_url: Option<String>,
+    /// The owner role's URL: it creates the run's database and migrates it.
+    #[arg(long, env = "OWNER_DATABASE_URL", default_value = platform::db::DEFAULT_OWNER_DATABASE_URL)]
+    pub owner_database_url: String,
     /// The query role's URL (its credentials are used on the run's database).
     #[arg(
         long,
@@ -155,9 +156,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         repo: args.repo.clone(),
         kinds: args.faults.clone(),
     };
+    let load_stop = CancellationToken::new();
     let load = {
         let workload = workload.clone();
-        let stop = stop.clone();
+        let stop = load_stop.clone();
         let clients = args.clients;
         tokio::spawn(async move { workload.run(seed, clients, stop).await })
     };
@@ -176,6 +178,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     );
     let faults = faults::inject(&system, &schedule, canary_product, started, stop.clone()).await;
     stop_after.abort();
+    load_stop.cancel();
     load.await.context("workload task")?;
     workload.finish()?;
     let ran = started.elapsed();

@@ -43,14 +43,11 @@ pub struct System {
 impl System {
     /// Creates the run's database and topics, and starts every process.
     pub async fn start(args: &Args, out_dir: &Path, run_id: &str) -> anyhow::Result<Self> {
-        let owner_url = args
-            .owner_database_url
-            .clone()
-            .unwrap_or_else(|| args.database_url.clone());
+        let owner_url = &args.owner_database_url;
         let database = format!("chaos_{}", run_id.replace('-', "_"));
         let admin = PgPoolOptions::new()
             .max_connections(1)
-            .connect(&owner_url)
+            .connect(owner_url)
             .await
             .with_context(|| format!("connecting to {owner_url} (is `make infra-up` done?)"))?;
         admin
@@ -60,7 +57,7 @@ impl System {
         admin.close().await;
         let owner_pool = PgPoolOptions::new()
             .max_connections(1)
-            .connect(&with_database(&owner_url, &database))
+            .connect(&with_database(owner_url, &database))
             .await?;
         platform::db::migrate(&owner_pool)
             .await
