@@ -38,6 +38,17 @@ pub struct RelayConfig {
         default_value_t = 30000
     )]
     pub delivery_timeout_ms: u64,
+    /// Fault injection for chaos runs: the probability, in [0, 1], that the
+    /// process aborts after a batch's acknowledgements and before its
+    /// outbox rows are deleted, logging "failpoint relay.abort_after_ack
+    /// fired" first (0, the default: never).
+    #[arg(
+        long = "failpoint-abort-after-ack",
+        env = "RELAY_FAILPOINT_ABORT_AFTER_ACK",
+        default_value_t = 0.0,
+        value_parser = super::failpoint::parse_probability
+    )]
+    pub failpoint_abort_after_ack: f64,
 }
 
 impl Default for RelayConfig {
@@ -48,6 +59,7 @@ impl Default for RelayConfig {
             poll_interval_ms: 500,
             standby_retry_ms: 1000,
             delivery_timeout_ms: 30000,
+            failpoint_abort_after_ack: 0.0,
         }
     }
 }

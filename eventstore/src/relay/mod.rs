@@ -29,6 +29,7 @@
 //! leader's connection closes when its process dies).
 
 mod config;
+mod failpoint;
 mod headers;
 mod outbox;
 mod pipeline;
@@ -44,6 +45,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{producer_config, RelayConfig};
+pub use failpoint::ABORT_AFTER_ACK;
 pub use headers::envelope_headers;
 pub use pipeline::DeliveryError;
 

@@ -10,6 +10,7 @@ use sqlx::PgConnection;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::failpoint;
 use super::outbox::{read_batch, remove};
 use super::pipeline::{Acked, DeliveryError, Pipeline};
 use super::wake::Wake;
@@ -35,7 +36,7 @@ pub(super) async fn publish(
     let mut refused: Option<DeliveryError> = None;
     loop {
         if shutdown.is_cancelled() {
-            return finish(conn, &mut pipeline).await;
+            return finish(conn, &mut pipeline, config).await;
         }
         while more && refused.is_none() && pipeline.batches() < config.window() {
             let batch = read_batch(conn, pipeline.in_flight(), config.batch_rows()).await?;
@@ -66,6 +67,7 @@ pub(super) async fn publish(
             () = shutdown.cancelled() => {}
             acked = pipeline.oldest_acked() => match acked {
                 Acked::Batch(positions) => {
+                    failpoint::abort_after_ack(config.failpoint_abort_after_ack);
                     remove(conn, &positions).await?;
                     tracing::debug!(count = positions.len(), "published events");
                 }
@@ -81,10 +83,17 @@ pub(super) async fn publish(
 }
 
 /// On shutdown: reads nothing more, removes what gets acknowledged in time.
-async fn finish(conn: &mut PgConnection, pipeline: &mut Pipeline<'_>) -> Result<(), RelayError> {
+async fn finish(
+    conn: &mut PgConnection,
+    pipeline: &mut Pipeline<'_>,
+    config: &RelayConfig,
+) -> Result<(), RelayError> {
     while pipeline.batches() > 0 {
         match pipeline.oldest_acked().await {
-            Acked::Batch(positions) => remove(conn, &positions).await?,
+            Acked::Batch(positions) => {
+                failpoint::abort_after_ack(config.failpoint_abort_after_ack);
+                remove(conn, &positions).await?;
+            }
             Acked::Failed(positions, error) => {
                 remove(conn, &positions).await?;
                 tracing::warn!(%error, "stopping with events in flight; they stay in the outbox");
