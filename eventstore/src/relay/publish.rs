@@ -1,6 +1,6 @@
 //! The leader's publishing loop: keep up to a window of batches in flight,
 //! delete each batch once acknowledged, sleep only when everything visible
-//! has been sent.
+//! has been sent, and renew the leader's heartbeat when due.
 
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::failpoint;
+use super::lease::Heartbeat;
 use super::outbox::{read_batch, remove};
 use super::pipeline::{Acked, DeliveryError, Pipeline};
 use super::wake::Wake;
@@ -25,6 +26,7 @@ pub(super) async fn publish(
     kafka: &KafkaConfig,
     config: &RelayConfig,
     wake: &Wake,
+    heartbeat: &mut Heartbeat,
     shutdown: &CancellationToken,
 ) -> Result<(), RelayError> {
     let timeout = Duration::from_millis(config.delivery_timeout_ms);
@@ -38,6 +40,7 @@ pub(super) async fn publish(
         if shutdown.is_cancelled() {
             return finish(conn, &mut pipeline, config).await;
         }
+        heartbeat.beat_if_due(conn).await?;
         while more && refused.is_none() && pipeline.batches() < config.window() {
             let batch = read_batch(conn, pipeline.in_flight(), config.batch_rows()).await?;
             next_poll = Instant::now() + poll;
@@ -58,6 +61,7 @@ pub(super) async fn publish(
                 () = shutdown.cancelled() => {}
                 () = wake.appended() => more = true,
                 () = tokio::time::sleep_until(next_poll) => more = true,
+                () = tokio::time::sleep_until(heartbeat.due()) => {}
             }
             continue;
         }
@@ -78,6 +82,7 @@ pub(super) async fn publish(
             },
             () = wake.appended(), if can_read => more = true,
             () = tokio::time::sleep_until(next_poll), if can_read => more = true,
+            () = tokio::time::sleep_until(heartbeat.due()) => {}
         }
     }
 }

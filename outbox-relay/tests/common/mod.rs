@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use eventstore::{append, ExpectedVersion, Metadata, NewEvent};
 use sqlx::PgPool;
@@ -38,6 +40,35 @@ impl RelayProcess {
         Self(command.spawn().expect("start outbox-relay"))
     }
 
+    /// Spawns `command` with its stderr collected (and echoed to the
+    /// test's stderr), to check what it logged.
+    pub fn spawn_logged(command: &mut Command) -> (Self, Log) {
+        let mut child = command
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start outbox-relay");
+        let log = Log::default();
+        let stderr = child.stderr.take().expect("piped stderr");
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                lines.0.lock().expect("log lock").push(line);
+            }
+        });
+        (Self(child), log)
+    }
+
+    /// Sends `signal` (a `kill` name such as `STOP` or `CONT`).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {}", self.pid());
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.0.id()
@@ -49,6 +80,39 @@ impl Drop for RelayProcess {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// What a process wrote to stderr, line by line.
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    /// How many lines contain `text`.
+    pub fn count(&self, text: &str) -> usize {
+        let lines = self.0.lock().expect("log lock");
+        lines.iter().filter(|line| line.contains(text)).count()
+    }
+}
+
+/// A free local port for a process's admin endpoint.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// The value of the unlabelled gauge `name` on the admin endpoint at `port`
+/// (`None` if the endpoint does not answer or lacks it).
+pub fn admin_gauge(port: u16, name: &str) -> Option<f64> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (_, body) = response.split_once("\r\n\r\n")?;
+    testkit::prometheus::Exposition::parse(body)
+        .ok()?
+        .value(name, &[])
 }
 
 /// Backend pids holding the relay's leader lock in this database.
