@@ -30,6 +30,7 @@ fn start_relay(db: &TestDatabase, kafka: KafkaConfig, batch_size: i64) -> Cancel
         poll_interval_ms: 100,
         standby_retry_ms: 100,
         delivery_timeout_ms: 1000,
+        ..RelayConfig::default()
     };
     let relay = Relay::new(db.pool.clone(), kafka, config).expect("relay");
     let mut role = relay.role();

@@ -2,7 +2,8 @@
 //!
 //! Run several for availability: one holds the leader lock and publishes,
 //! the others wait as hot standbys and take over within about a second of
-//! its death.
+//! its death, or once its lease expires if it stops without dying
+//! (`RELAY_LEADER_LEASE_MS`, renewed every `RELAY_LEADER_HEARTBEAT_MS`).
 
 use anyhow::Context;
 use clap::Parser;

@@ -38,6 +38,33 @@ pub struct RelayConfig {
         default_value_t = 30000
     )]
     pub delivery_timeout_ms: u64,
+    /// How often the leader refreshes its heartbeat in the database (ms).
+    #[arg(
+        long = "leader-heartbeat-ms",
+        env = "RELAY_LEADER_HEARTBEAT_MS",
+        default_value_t = 1000
+    )]
+    pub leader_heartbeat_ms: u64,
+    /// How old the leader's heartbeat may get before a standby terminates
+    /// the leader's database session and takes over (ms): a leader paused
+    /// longer than this is fenced. Keep it several heartbeats long.
+    #[arg(
+        long = "leader-lease-ms",
+        env = "RELAY_LEADER_LEASE_MS",
+        default_value_t = 10000
+    )]
+    pub leader_lease_ms: u64,
+    /// Fault injection for chaos runs: the probability, in [0, 1], that the
+    /// process aborts after a batch's acknowledgements and before its
+    /// outbox rows are deleted, logging "failpoint relay.abort_after_ack
+    /// fired" first (0, the default: never).
+    #[arg(
+        long = "failpoint-abort-after-ack",
+        env = "RELAY_FAILPOINT_ABORT_AFTER_ACK",
+        default_value_t = 0.0,
+        value_parser = super::failpoint::parse_probability
+    )]
+    pub failpoint_abort_after_ack: f64,
 }
 
 impl Default for RelayConfig {
@@ -48,6 +75,9 @@ impl Default for RelayConfig {
             poll_interval_ms: 500,
             standby_retry_ms: 1000,
             delivery_timeout_ms: 30000,
+            leader_heartbeat_ms: 1000,
+            leader_lease_ms: 10000,
+            failpoint_abort_after_ack: 0.0,
         }
     }
 }

@@ -26,10 +26,15 @@
 //! Single-active: the relay that holds a session-level advisory lock is the
 //! leader and does all its work on the connection holding the lock; others
 //! wait as hot standbys and take over when the lock is released (the
-//! leader's connection closes when its process dies).
+//! leader's connection closes when its process dies), or when the leader
+//! stops renewing its lease while its session lives on (a paused process):
+//! see the `lease` module for the fencing and why per-stream order
+//! survives a fenced leader that resumes.
 
 mod config;
+mod failpoint;
 mod headers;
+mod lease;
 mod outbox;
 mod pipeline;
 mod publish;
@@ -44,6 +49,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{producer_config, RelayConfig};
+pub use failpoint::ABORT_AFTER_ACK;
 pub use headers::envelope_headers;
 pub use pipeline::DeliveryError;
 
@@ -65,6 +71,9 @@ pub enum RelayError {
     /// The Kafka producer could not be created.
     #[error("cannot create the Kafka producer: {0}")]
     Producer(#[source] rdkafka::error::KafkaError),
+    /// Another relay took over: this one's lease row names another session.
+    #[error("another relay took over the leader lease")]
+    LostLease,
     /// A message was refused, failed or not acknowledged in time.
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
@@ -137,8 +146,9 @@ impl Relay {
         tracing::info!("relay stopped");
     }
 
-    /// Takes the leader lock if free and publishes until shutdown or a
-    /// database failure. Returns whether it was the leader.
+    /// Takes the leader lock if free (or fences a leader whose lease
+    /// expired) and publishes until shutdown or a database failure, which
+    /// ends the leadership. Returns whether it was the leader.
     async fn try_lead(&self, shutdown: &CancellationToken) -> Result<bool, RelayError> {
         let mut conn = self
             .pool
@@ -149,14 +159,11 @@ impl Relay {
                 source,
             })?
             .detach();
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(LEADER_LOCK_KEY)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(|source| RelayError::Database {
-                action: "taking the leader lock",
-                source,
-            })?;
+        let lease = Duration::from_millis(self.config.leader_lease_ms);
+        let mut locked = lease::take_lead(&mut conn).await?;
+        if !locked && lease::fence_stale_leader(&mut conn, lease).await? {
+            locked = lease::take_lead(&mut conn).await?;
+        }
         if !locked {
             let _ = conn.close().await;
             return Ok(false);
@@ -166,10 +173,13 @@ impl Relay {
         metrics::gauge!("relay_is_leader").set(1.0);
         let result = self.lead(&mut conn, shutdown).await;
         metrics::gauge!("relay_is_leader").set(0.0);
+        if let Err(error) = result {
+            tracing::warn!(%error, "stepped down: no longer the active relay");
+        }
         // Closing the session releases the advisory lock (after the
         // producer of this leadership was dropped, in `lead`).
         let _ = conn.close().await;
-        result.map(|()| true)
+        Ok(true)
     }
 
     /// Publishes until shutdown; after a delivery failure starts over from
@@ -181,10 +191,20 @@ impl Relay {
     ) -> Result<(), RelayError> {
         let wake = wake::Wake::listen(&self.pool).await?;
         let backoff = Duration::from_millis(self.config.poll_interval_ms);
+        let mut heartbeat =
+            lease::Heartbeat::new(Duration::from_millis(self.config.leader_heartbeat_ms));
         while !shutdown.is_cancelled() {
             let producer = self.producer()?;
-            let published =
-                publish::publish(conn, &producer, &self.kafka, &self.config, &wake, shutdown).await;
+            let published = publish::publish(
+                conn,
+                &producer,
+                &self.kafka,
+                &self.config,
+                &wake,
+                &mut heartbeat,
+                shutdown,
+            )
+            .await;
             // Dropping the producer purges whatever it still holds.
             drop(producer);
             match published {

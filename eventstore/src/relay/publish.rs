@@ -1,6 +1,6 @@
 //! The leader's publishing loop: keep up to a window of batches in flight,
 //! delete each batch once acknowledged, sleep only when everything visible
-//! has been sent.
+//! has been sent, and renew the leader's heartbeat when due.
 
 use std::time::Duration;
 
@@ -10,6 +10,8 @@ use sqlx::PgConnection;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::failpoint;
+use super::lease::Heartbeat;
 use super::outbox::{read_batch, remove};
 use super::pipeline::{Acked, DeliveryError, Pipeline};
 use super::wake::Wake;
@@ -24,6 +26,7 @@ pub(super) async fn publish(
     kafka: &KafkaConfig,
     config: &RelayConfig,
     wake: &Wake,
+    heartbeat: &mut Heartbeat,
     shutdown: &CancellationToken,
 ) -> Result<(), RelayError> {
     let timeout = Duration::from_millis(config.delivery_timeout_ms);
@@ -35,8 +38,9 @@ pub(super) async fn publish(
     let mut refused: Option<DeliveryError> = None;
     loop {
         if shutdown.is_cancelled() {
-            return finish(conn, &mut pipeline).await;
+            return finish(conn, &mut pipeline, config).await;
         }
+        heartbeat.beat_if_due(conn).await?;
         while more && refused.is_none() && pipeline.batches() < config.window() {
             let batch = read_batch(conn, pipeline.in_flight(), config.batch_rows()).await?;
             next_poll = Instant::now() + poll;
@@ -57,6 +61,7 @@ pub(super) async fn publish(
                 () = shutdown.cancelled() => {}
                 () = wake.appended() => more = true,
                 () = tokio::time::sleep_until(next_poll) => more = true,
+                () = tokio::time::sleep_until(heartbeat.due()) => {}
             }
             continue;
         }
@@ -66,6 +71,7 @@ pub(super) async fn publish(
             () = shutdown.cancelled() => {}
             acked = pipeline.oldest_acked() => match acked {
                 Acked::Batch(positions) => {
+                    failpoint::abort_after_ack(config.failpoint_abort_after_ack);
                     remove(conn, &positions).await?;
                     tracing::debug!(count = positions.len(), "published events");
                 }
@@ -76,15 +82,23 @@ pub(super) async fn publish(
             },
             () = wake.appended(), if can_read => more = true,
             () = tokio::time::sleep_until(next_poll), if can_read => more = true,
+            () = tokio::time::sleep_until(heartbeat.due()) => {}
         }
     }
 }
 
 /// On shutdown: reads nothing more, removes what gets acknowledged in time.
-async fn finish(conn: &mut PgConnection, pipeline: &mut Pipeline<'_>) -> Result<(), RelayError> {
+async fn finish(
+    conn: &mut PgConnection,
+    pipeline: &mut Pipeline<'_>,
+    config: &RelayConfig,
+) -> Result<(), RelayError> {
     while pipeline.batches() > 0 {
         match pipeline.oldest_acked().await {
-            Acked::Batch(positions) => remove(conn, &positions).await?,
+            Acked::Batch(positions) => {
+                failpoint::abort_after_ack(config.failpoint_abort_after_ack);
+                remove(conn, &positions).await?;
+            }
             Acked::Failed(positions, error) => {
                 remove(conn, &positions).await?;
                 tracing::warn!(%error, "stopping with events in flight; they stay in the outbox");
