@@ -40,6 +40,10 @@ pub struct Args {
     /// Concurrent workload clients.
     #[arg(long, env = "CHAOS_CLIENTS", default_value_t = 6)]
     pub clients: usize,
+    /// Commands a second the clients send together (kept below what the
+    /// system sustains, so recovery after a fault can be measured).
+    #[arg(long, env = "CHAOS_RATE", default_value_t = 20.0)]
+    pub rate: f64,
     /// Where the service binaries are.
     #[arg(long, env = "BIN_DIR")]
     pub bin_dir: PathBuf,
@@ -69,7 +73,7 @@ pub struct Args {
     #[arg(long, env = "SAGA_PAYMENT_DEADLINE_MS", default_value_t = 8000)]
     pub payment_deadline_ms: u64,
     /// Probability that the active relay aborts between Kafka's ack and the outbox delete.
-    #[arg(long, env = "CHAOS_RELAY_ABORT_AFTER_ACK", default_value_t = 0.002)]
+    #[arg(long, env = "CHAOS_RELAY_ABORT_AFTER_ACK", default_value_t = 0.0005)]
     pub relay_abort_after_ack: f64,
     /// How long a relay leader is paused (s): longer than its leader lease.
     #[arg(long, env = "CHAOS_LEADER_PAUSE_SECS", default_value_t = 16)]
@@ -160,8 +164,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let load = {
         let workload = workload.clone();
         let stop = load_stop.clone();
-        let clients = args.clients;
-        tokio::spawn(async move { workload.run(seed, clients, stop).await })
+        let (clients, rate) = (args.clients, args.rate);
+        tokio::spawn(async move { workload.run(seed, clients, rate, stop).await })
     };
     let stop_after = {
         let stop = stop.clone();

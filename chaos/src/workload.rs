@@ -114,17 +114,29 @@ impl Workload {
         &self.products
     }
 
-    /// Runs `tasks` concurrent clients until `stop`, each with its own RNG seeded from `seed`.
-    pub async fn run(self: &Arc<Self>, seed: u64, tasks: usize, stop: CancellationToken) {
+    /// Runs `tasks` concurrent clients until `stop`, each with its own RNG
+    /// seeded from `seed`, together sending about `rate` commands a second
+    /// (an open load: a client whose command waited out an outage does not
+    /// make up for it, so a backlog drains once the fault is over).
+    pub async fn run(
+        self: &Arc<Self>,
+        seed: u64,
+        tasks: usize,
+        rate: f64,
+        stop: CancellationToken,
+    ) {
         let mut handles = Vec::new();
+        let interval = Duration::from_secs_f64(tasks as f64 / rate.max(0.1));
         for task in 0..tasks {
             let workload = self.clone();
             let stop = stop.clone();
             let mut rng = StdRng::seed_from_u64(seed ^ (0x9e37_79b9 * (task as u64 + 1)));
             handles.push(tokio::spawn(async move {
                 while !stop.is_cancelled() {
+                    let started = Instant::now();
                     workload.one_command(&mut rng).await;
-                    tokio::time::sleep(Duration::from_millis(rng.gen_range(5..60))).await;
+                    let jitter = interval.mul_f64(rng.gen_range(0.5..1.5));
+                    tokio::time::sleep(jitter.saturating_sub(started.elapsed())).await;
                 }
             }));
         }
