@@ -66,7 +66,7 @@ infra-status: ## show state of local infrastructure (and each cluster's durabili
 	-$(PG_PORTS) bash infra/postgres.sh status all
 	-bash infra/kafka.sh status
 
-check-durable: infra-up ## fail unless the durable cluster has fsync, full_page_writes, synchronous_commit on
+check-durable: infra-up ## fail unless the durable cluster has fsync, full_page_writes, synchronous_commit on and syncfs recovery
 	PGPORT='$(PGPORT)' bash infra/check-durable.sh '$(DATABASE_URL)'
 
 migrate: ## apply the migrations to the durable cluster as the owner role (OWNER_DATABASE_URL)
