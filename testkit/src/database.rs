@@ -74,12 +74,34 @@ pub async fn create_database(name: &str, migrated: bool) -> anyhow::Result<Datab
     Ok(urls)
 }
 
+/// How long [`drop_database`] waits for sessions that were just closed to end.
+const SESSIONS_GONE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Drops database `name` (closing whatever is still connected), as the owner.
+///
+/// A session its client has just closed can still be on the server for a
+/// moment, and `WITH (FORCE)` would then try to terminate it, which the
+/// owner role may not do to the application role's sessions ("must be a
+/// member of the role whose process is being terminated", seen when the
+/// benchmark dropped a database right after a replay). So it first waits
+/// (bounded) until no session is left on the database.
 pub async fn drop_database(name: &str) -> anyhow::Result<()> {
     let admin = PgPoolOptions::new()
         .max_connections(1)
         .connect(&admin_url())
         .await?;
+    let begun = std::time::Instant::now();
+    loop {
+        let sessions: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
+                .bind(name)
+                .fetch_one(&admin)
+                .await?;
+        if sessions == 0 || begun.elapsed() > SESSIONS_GONE_WAIT {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     admin
         .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
         .await?;
@@ -220,5 +242,43 @@ mod tests {
             with_address("postgres://a:b@h:1/d", "127.0.0.1:9".parse().unwrap()),
             "postgres://a:b@127.0.0.1:9/d"
         );
+    }
+
+    /// Regression (the benchmark's replay stage on the durable cluster): a
+    /// session of the application role still on the database when it is
+    /// dropped made `WITH (FORCE)` fail for the owner role. The drop now
+    /// waits for it to end.
+    #[tokio::test]
+    async fn a_database_is_dropped_once_its_last_session_has_ended() {
+        let name = format!("test_{}", Uuid::new_v4().simple());
+        let urls = create_database(&name, true).await.expect("created");
+        let app = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&urls.app)
+            .await
+            .expect("application role connects");
+        app.execute("SELECT 1").await.expect("session in use");
+        let dropping = tokio::spawn({
+            let name = name.clone();
+            async move { drop_database(&name).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!dropping.is_finished(), "the drop waits for the session");
+        app.close().await;
+        dropping
+            .await
+            .expect("drop task")
+            .expect("dropped after the session ended");
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&admin_url())
+            .await
+            .expect("owner connects");
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+            .bind(&name)
+            .fetch_one(&admin)
+            .await
+            .expect("catalog");
+        assert_eq!(left, 0);
     }
 }
