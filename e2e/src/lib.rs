@@ -27,7 +27,7 @@ pub struct Options {
     pub slow_response: Duration,
     /// The payment client's request timeout.
     pub payment_request_timeout: Duration,
-    /// Consecutive failures that open the payment client's breaker.
+    /// Failures that open the payment client's breaker (within its window, and most of its calls).
     pub breaker_failures: u32,
     /// How long the breaker stays open.
     pub breaker_cooldown: Duration,

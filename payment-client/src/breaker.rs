@@ -1,19 +1,29 @@
 //! A circuit breaker with an injectable clock.
 //!
-//! Closed: calls go through; `failure_threshold` consecutive failures open it.
-//! Open: calls fail fast until `cooldown` has passed. Then up to
-//! [`HALF_OPEN_PROBES`] new calls are let through as half-open probes: the
-//! first success closes the breaker; when every probe has failed it opens
-//! again. Retries of a call that already failed are never probes: they
-//! only go through a closed breaker. Probes that never report back (their
-//! callers were cancelled) are replaced after another `cooldown`.
+//! Closed: calls go through; it opens on a failure that leaves, among the
+//! calls of the last `window`, at least `failure_threshold` failures making
+//! up at least `failure_percent` of them. Open: calls fail fast until
+//! `cooldown` has passed. Then up to [`HALF_OPEN_PROBES`] new calls are let
+//! through as half-open probes: the first success closes the breaker (with
+//! an empty window); when every probe has failed it opens again. Retries of
+//! a call that already failed are never probes: they only go through a
+//! closed breaker. Probes that never report back (their callers were
+//! cancelled) are replaced after another `cooldown`.
 //!
-//! Why several probes, and no retries among them: a failure can belong to
-//! one request (a card the provider never charges) rather than to the
-//! provider. With one probe, taken as often as not by the retry of such a
-//! request, a backlog of them kept the breaker open for every order (found
-//! by the chaos run; see the `failing_requests_cannot_hold_the_breaker_open`
-//! test).
+//! Why a share of a time window rather than consecutive failures: a failure
+//! can belong to one request (a card the provider never charges, a charge
+//! it holds) rather than to the provider. Under a normal mix of such cards,
+//! runs of a few failures in a row come every few seconds, and a breaker
+//! that opened on five in a row was open about half the time with the
+//! provider healthy (found by the chaos run; see the
+//! `failing_cards_in_a_healthy_mix_do_not_open_the_breaker` test). A
+//! provider that is down fails every call, so the share reaches any
+//! threshold within one window, and at once when nothing else was called.
+//!
+//! Why several probes, and no retries among them: with one probe, taken as
+//! often as not by the retry of such a request, a backlog of them kept the
+//! breaker open for every order (see the
+//! `failing_requests_cannot_hold_the_breaker_open` test).
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -38,11 +48,20 @@ impl Clock for SystemClock {
 /// When the breaker opens and how long it stays open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerConfig {
-    /// Consecutive failures that open the breaker (at least 1).
+    /// Failures within `window` that open the breaker (at least 1), if
+    /// they are also `failure_percent` of its calls.
     pub failure_threshold: u32,
+    /// Share of the window's calls that must have failed (1–100 %).
+    pub failure_percent: u32,
+    /// How far back calls count (split into [`WINDOW_BUCKETS`] buckets).
+    pub window: Duration,
     /// How long it stays open before probes are let through.
     pub cooldown: Duration,
 }
+
+/// Buckets the window is counted in: a call leaves the window within
+/// `window / WINDOW_BUCKETS` of its age reaching `window`.
+pub const WINDOW_BUCKETS: usize = 10;
 
 /// The breaker's state, for observability and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,10 +77,47 @@ pub enum BreakerState {
 /// Calls let through a half-open breaker before it decides.
 pub const HALF_OPEN_PROBES: u32 = 3;
 
+/// Calls and failures in one slice of the window.
+#[derive(Debug, Clone, Copy, Default)]
+struct Bucket {
+    /// Which slice of time since the breaker's origin it counts.
+    slice: u64,
+    calls: u32,
+    failures: u32,
+}
+
+/// The closed breaker's recent calls, in a ring of time slices.
+#[derive(Debug, Clone, Copy, Default)]
+struct Window {
+    buckets: [Bucket; WINDOW_BUCKETS],
+}
+
+impl Window {
+    /// Counts a call in `slice`, then returns the calls and failures of the
+    /// window that ends with it.
+    fn record(&mut self, slice: u64, failed: bool) -> (u32, u32) {
+        let bucket = &mut self.buckets[(slice % WINDOW_BUCKETS as u64) as usize];
+        if bucket.slice != slice || bucket.calls == 0 {
+            *bucket = Bucket {
+                slice,
+                ..Bucket::default()
+            };
+        }
+        bucket.calls += 1;
+        bucket.failures += u32::from(failed);
+        self.buckets
+            .iter()
+            .filter(|b| b.calls > 0 && b.slice + WINDOW_BUCKETS as u64 > slice && b.slice <= slice)
+            .fold((0, 0), |(calls, failures), b| {
+                (calls + b.calls, failures + b.failures)
+            })
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Inner {
     Closed {
-        failures: u32,
+        window: Window,
     },
     Open {
         until: Instant,
@@ -78,6 +134,8 @@ enum Inner {
 pub struct CircuitBreaker {
     config: BreakerConfig,
     clock: Arc<dyn Clock>,
+    /// Where the window's time slices are counted from.
+    origin: Instant,
     inner: Mutex<Inner>,
 }
 
@@ -87,10 +145,17 @@ impl CircuitBreaker {
         Self {
             config: BreakerConfig {
                 failure_threshold: config.failure_threshold.max(1),
+                failure_percent: config.failure_percent.clamp(1, 100),
+                window: config
+                    .window
+                    .max(Duration::from_millis(WINDOW_BUCKETS as u64)),
                 ..config
             },
+            origin: clock.now(),
             clock,
-            inner: Mutex::new(Inner::Closed { failures: 0 }),
+            inner: Mutex::new(Inner::Closed {
+                window: Window::default(),
+            }),
         }
     }
 
@@ -145,25 +210,46 @@ impl CircuitBreaker {
 
     /// Reports a call that reached the provider and got an answer.
     pub fn record_success(&self) {
+        let slice = self.slice(self.clock.now());
         let mut inner = self.lock();
-        // A late answer to a call let through before the breaker opened says
-        // nothing about the provider now: only closed and probing states react.
-        if !matches!(*inner, Inner::Open { .. }) {
-            *inner = Inner::Closed { failures: 0 };
+        match &mut *inner {
+            Inner::Closed { window } => {
+                window.record(slice, false);
+            }
+            // A probe answered: the provider is back, and what failed before
+            // it says nothing about it now.
+            Inner::HalfOpen { .. } => {
+                *inner = Inner::Closed {
+                    window: Window::default(),
+                };
+            }
+            // A late answer to a call let through before the breaker opened
+            // says nothing about the provider now.
+            Inner::Open { .. } => {}
         }
     }
 
     /// Reports a call that failed for the provider's sake (unavailable, timeout).
     pub fn record_failure(&self) {
         let now = self.clock.now();
+        let slice = self.slice(now);
         let mut inner = self.lock();
         let open = Inner::Open {
             until: now + self.config.cooldown,
         };
         *inner = match *inner {
-            Inner::Closed { failures } if failures + 1 < self.config.failure_threshold => {
-                Inner::Closed {
-                    failures: failures + 1,
+            Inner::Closed { mut window } => {
+                let (calls, failures) = window.record(slice, true);
+                if self.trips(calls, failures) {
+                    tracing::warn!(
+                        cooldown_ms = self.config.cooldown.as_millis(),
+                        calls,
+                        failures,
+                        "payment provider circuit opened"
+                    );
+                    open
+                } else {
+                    Inner::Closed { window }
                 }
             }
             Inner::HalfOpen {
@@ -175,15 +261,22 @@ impl CircuitBreaker {
                 admitted,
                 failed: failed + 1,
             },
-            Inner::Closed { .. } | Inner::HalfOpen { .. } => {
+            Inner::HalfOpen { .. } => {
                 tracing::warn!(
                     cooldown_ms = self.config.cooldown.as_millis(),
-                    "payment provider circuit opened"
+                    "payment provider circuit opened again: every probe failed"
                 );
                 open
             }
             state @ Inner::Open { .. } => state,
         };
+    }
+
+    /// Whether a window of `calls` holding `failures` opens the breaker.
+    fn trips(&self, calls: u32, failures: u32) -> bool {
+        failures >= self.config.failure_threshold
+            && u64::from(failures) * 100
+                >= u64::from(self.config.failure_percent) * u64::from(calls)
     }
 
     /// The current state (`Open` until a probe is actually let through).
@@ -193,6 +286,13 @@ impl CircuitBreaker {
             Inner::Open { .. } => BreakerState::Open,
             Inner::HalfOpen { .. } => BreakerState::HalfOpen,
         }
+    }
+
+    /// The window's time slice `now` falls in.
+    fn slice(&self, now: Instant) -> u64 {
+        let slice_len = self.config.window.as_nanos() / WINDOW_BUCKETS as u128;
+        let since = now.saturating_duration_since(self.origin).as_nanos();
+        u64::try_from(since / slice_len.max(1)).unwrap_or(u64::MAX)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -223,14 +323,24 @@ mod tests {
     }
 
     const COOLDOWN: Duration = Duration::from_secs(5);
+    const WINDOW: Duration = Duration::from_secs(5);
 
     fn breaker(threshold: u32) -> (CircuitBreaker, Arc<FakeClock>) {
         let clock = Arc::new(FakeClock(Mutex::new(Instant::now())));
         let config = BreakerConfig {
             failure_threshold: threshold,
+            failure_percent: 80,
+            window: WINDOW,
             cooldown: COOLDOWN,
         };
         (CircuitBreaker::new(config, clock.clone()), clock)
+    }
+
+    fn succeed(breaker: &CircuitBreaker, times: u32) {
+        for _ in 0..times {
+            breaker.try_acquire().expect("call allowed");
+            breaker.record_success();
+        }
     }
 
     fn fail(breaker: &CircuitBreaker, times: u32) {
@@ -241,7 +351,7 @@ mod tests {
     }
 
     #[test]
-    fn opens_after_the_threshold_of_consecutive_failures() {
+    fn opens_after_the_threshold_of_failures_when_nothing_else_was_called() {
         let (breaker, _) = breaker(3);
         fail(&breaker, 2);
         assert_eq!(breaker.state(), BreakerState::Closed);
@@ -251,12 +361,89 @@ mod tests {
     }
 
     #[test]
-    fn a_success_resets_the_failure_count() {
+    fn opens_only_when_failures_are_the_share_of_the_window() {
         let (breaker, _) = breaker(3);
+        // 4 of 6 calls failed (67 %): closed.
         fail(&breaker, 2);
-        breaker.record_success();
+        succeed(&breaker, 2);
         fail(&breaker, 2);
         assert_eq!(breaker.state(), BreakerState::Closed);
+        // 8 of 10 (80 %): open.
+        fail(&breaker, 3);
+        assert_eq!(breaker.state(), BreakerState::Closed, "7 of 9 is 78 %");
+        fail(&breaker, 1);
+        assert_eq!(breaker.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn calls_leave_the_window_as_it_moves_on() {
+        let (breaker, clock) = breaker(3);
+        fail(&breaker, 2);
+        clock.advance(WINDOW);
+        fail(&breaker, 2);
+        assert_eq!(
+            breaker.state(),
+            BreakerState::Closed,
+            "two failures left the window"
+        );
+        fail(&breaker, 1);
+        assert_eq!(breaker.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn old_successes_leave_the_window_too() {
+        let (breaker, clock) = breaker(3);
+        succeed(&breaker, 100);
+        clock.advance(WINDOW - WINDOW / 10);
+        fail(&breaker, 50);
+        assert_eq!(breaker.state(), BreakerState::Closed, "50 of 150 failed");
+        clock.advance(WINDOW / 10);
+        fail(&breaker, 1);
+        assert_eq!(
+            breaker.state(),
+            BreakerState::Open,
+            "the successes left the window"
+        );
+    }
+
+    /// Regression (chaos run, seed 4, 20 minutes): with a healthy provider
+    /// and the workload's mix of cards (some it holds and then fails, some
+    /// it fails twice before charging), runs of five failures in a row came
+    /// several times a minute, and a breaker that opened on them was open
+    /// about half the time: 253 openings of 5 s in 1218 s on two workers
+    /// outside the gateway outages, good cards' charges failed fast behind
+    /// them. The mix below has runs of up to
+    /// six failures and 45 % failures overall; it must never open.
+    #[test]
+    fn failing_cards_in_a_healthy_mix_do_not_open_the_breaker() {
+        let (breaker, clock) = breaker(5);
+        // One second of calls at 20 calls/s: 9 failures, 11 successes.
+        let second = "SFFSSSFSSSFFFFFFSSSS";
+        for _ in 0..120 {
+            for outcome in second.chars() {
+                breaker.try_acquire().expect("never open");
+                if outcome == 'F' {
+                    breaker.record_failure();
+                } else {
+                    breaker.record_success();
+                }
+                clock.advance(Duration::from_millis(50));
+            }
+            assert_eq!(breaker.state(), BreakerState::Closed);
+        }
+        // The provider goes down: every call fails and the breaker opens
+        // before the window has moved on once.
+        let mut failed = 0;
+        while breaker.state() == BreakerState::Closed {
+            breaker.try_acquire().expect("closed");
+            breaker.record_failure();
+            failed += 1;
+            clock.advance(Duration::from_millis(50));
+        }
+        assert!(
+            failed <= 100,
+            "opened after {failed} failures (a window holds 100 calls)"
+        );
     }
 
     #[test]
@@ -365,5 +552,22 @@ mod tests {
         let (breaker, _) = breaker(0);
         fail(&breaker, 1);
         assert_eq!(breaker.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn out_of_range_percent_and_window_are_clamped() {
+        let clock = Arc::new(FakeClock(Mutex::new(Instant::now())));
+        let config = BreakerConfig {
+            failure_threshold: 1,
+            failure_percent: 0,
+            window: Duration::ZERO,
+            cooldown: COOLDOWN,
+        };
+        let breaker = CircuitBreaker::new(config, clock);
+        assert_eq!(breaker.config.failure_percent, 1);
+        assert!(breaker.config.window > Duration::ZERO);
+        succeed(&breaker, 10);
+        fail(&breaker, 1);
+        assert_eq!(breaker.state(), BreakerState::Open, "1 % of 11 calls");
     }
 }

@@ -51,7 +51,8 @@ pub struct ProviderConfig {
         default_value_t = 2000
     )]
     pub backoff_max_ms: u64,
-    /// Consecutive failed attempts (timeouts, unavailability) that open the circuit breaker.
+    /// Failed attempts (timeouts, unavailability) within the breaker's window
+    /// that open it, if they are also `--payment-breaker-failure-percent` of its calls.
     #[arg(
         long = "payment-breaker-failures",
         env = "PAYMENT_BREAKER_FAILURES",
@@ -59,6 +60,22 @@ pub struct ProviderConfig {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub breaker_failures: u32,
+    /// Share of the window's attempts that must have failed to open the breaker (%).
+    #[arg(
+        long = "payment-breaker-failure-percent",
+        env = "PAYMENT_BREAKER_FAILURE_PERCENT",
+        default_value_t = 80,
+        value_parser = clap::value_parser!(u32).range(1..=100)
+    )]
+    pub breaker_failure_percent: u32,
+    /// How far back the breaker counts attempts (ms).
+    #[arg(
+        long = "payment-breaker-window-ms",
+        env = "PAYMENT_BREAKER_WINDOW_MS",
+        default_value_t = 5000,
+        value_parser = clap::value_parser!(u64).range(10..)
+    )]
+    pub breaker_window_ms: u64,
     /// How long the open breaker fails calls fast before letting a probe through (ms).
     #[arg(
         long = "payment-breaker-cooldown-ms",
@@ -79,6 +96,8 @@ impl ProviderConfig {
             backoff_base_ms: 100,
             backoff_max_ms: 2000,
             breaker_failures: 5,
+            breaker_failure_percent: 80,
+            breaker_window_ms: 5000,
             breaker_cooldown_ms: 5000,
         }
     }
@@ -105,6 +124,8 @@ impl ProviderConfig {
     pub fn breaker(&self) -> BreakerConfig {
         BreakerConfig {
             failure_threshold: self.breaker_failures,
+            failure_percent: self.breaker_failure_percent,
+            window: Duration::from_millis(self.breaker_window_ms),
             cooldown: Duration::from_millis(self.breaker_cooldown_ms),
         }
     }
@@ -153,6 +174,10 @@ mod tests {
             "40",
             "--payment-breaker-failures",
             "2",
+            "--payment-breaker-failure-percent",
+            "60",
+            "--payment-breaker-window-ms",
+            "70",
             "--payment-breaker-cooldown-ms",
             "50",
         ])
@@ -164,14 +189,22 @@ mod tests {
         assert_eq!(config.max_attempts, 7);
         assert_eq!(config.backoff().ceiling(2), Duration::from_millis(40));
         assert_eq!(config.breaker().failure_threshold, 2);
+        assert_eq!(config.breaker().failure_percent, 60);
+        assert_eq!(config.breaker().window, Duration::from_millis(70));
         assert_eq!(config.breaker().cooldown, Duration::from_millis(50));
     }
 
     #[test]
     fn zero_attempts_or_threshold_are_refused() {
-        for flag in ["--payment-max-attempts", "--payment-breaker-failures"] {
+        for flag in [
+            "--payment-max-attempts",
+            "--payment-breaker-failures",
+            "--payment-breaker-failure-percent",
+            "--payment-breaker-window-ms",
+        ] {
             assert!(Cli::try_parse_from(["x", flag, "0"]).is_err(), "{flag}");
         }
+        assert!(Cli::try_parse_from(["x", "--payment-breaker-failure-percent", "101"]).is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::helpers::{charge_request, config, provider, DeadProvider, Simulator};
 
 const COOLDOWN: Duration = Duration::from_millis(400);
 
-/// Two attempts per call, open after four consecutive failures.
+/// Two attempts per call, open after four failures with no success among them.
 fn breaker_config(url: &str) -> ProviderConfig {
     ProviderConfig {
         max_attempts: 2,
