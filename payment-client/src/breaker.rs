@@ -2,7 +2,9 @@
 //!
 //! Closed: calls go through; it opens on a failure that leaves, among the
 //! calls of the last `window`, at least `failure_threshold` failures making
-//! up at least `failure_percent` of them. Open: calls fail fast until
+//! up at least `failure_percent` of them. A call is reported once, with its
+//! retries (`HttpPaymentProvider` does so), so the retries of one request
+//! the provider keeps failing do not outweigh every other call. Open: calls fail fast until
 //! `cooldown` has passed. Then up to [`HALF_OPEN_PROBES`] new calls are let
 //! through as half-open probes: the first success closes the breaker (with
 //! an empty window); when every probe has failed it opens again. Retries of
@@ -229,7 +231,8 @@ impl CircuitBreaker {
         }
     }
 
-    /// Reports a call that failed for the provider's sake (unavailable, timeout).
+    /// Reports a call that failed for the provider's sake (unavailable,
+    /// timeout), after whatever retries it was allowed.
     pub fn record_failure(&self) {
         let now = self.clock.now();
         let slice = self.slice(now);

@@ -51,8 +51,9 @@ pub struct ProviderConfig {
         default_value_t = 2000
     )]
     pub backoff_max_ms: u64,
-    /// Failed attempts (timeouts, unavailability) within the breaker's window
-    /// that open it, if they are also `--payment-breaker-failure-percent` of its calls.
+    /// Failed calls (timeouts, unavailability, after their retries) within the
+    /// breaker's window that open it, if they are also
+    /// `--payment-breaker-failure-percent` of its calls.
     #[arg(
         long = "payment-breaker-failures",
         env = "PAYMENT_BREAKER_FAILURES",
@@ -60,7 +61,7 @@ pub struct ProviderConfig {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub breaker_failures: u32,
-    /// Share of the window's attempts that must have failed to open the breaker (%).
+    /// Share of the window's calls that must have failed to open the breaker (%).
     #[arg(
         long = "payment-breaker-failure-percent",
         env = "PAYMENT_BREAKER_FAILURE_PERCENT",
@@ -68,7 +69,7 @@ pub struct ProviderConfig {
         value_parser = clap::value_parser!(u32).range(1..=100)
     )]
     pub breaker_failure_percent: u32,
-    /// How far back the breaker counts attempts (ms).
+    /// How far back the breaker counts calls (ms).
     #[arg(
         long = "payment-breaker-window-ms",
         env = "PAYMENT_BREAKER_WINDOW_MS",

@@ -114,6 +114,10 @@ impl HttpPaymentProvider {
             };
             if let Err(retry_after) = admitted {
                 tracing::debug!(?retry_after, "payment provider circuit open; not calling");
+                if attempt > 1 {
+                    // The call failed and may not be retried: it ends here.
+                    self.breaker.record_failure();
+                }
                 if timed_out {
                     return Err(PaymentError::Timeout);
                 }
@@ -124,10 +128,6 @@ impl HttpPaymentProvider {
             // Built inside the attempt's span, so it sends that span's traceparent.
             let result = send(span.in_scope(&build)).instrument(span).await;
             timed_out |= matches!(result, Err(PaymentError::Timeout));
-            match &result {
-                Err(error) if error.is_retryable() => self.breaker.record_failure(),
-                _ => self.breaker.record_success(),
-            }
             match result {
                 Err(error) if error.is_retryable() && attempt < self.max_attempts => {
                     let delay = self.backoff.delay(attempt);
@@ -138,14 +138,24 @@ impl HttpPaymentProvider {
                         "payment provider call failed; retrying"
                     );
                     crate::metrics::record_retry(operation);
-                    crate::metrics::record_breaker(self.breaker.state());
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
-                Err(error) if timed_out && error.is_retryable() => {
-                    return Err(PaymentError::Timeout)
+                // The breaker counts calls, not attempts: the retries of a
+                // request the provider keeps failing (a card it holds) say
+                // the same thing again, and would outweigh every other call.
+                Err(error) if error.is_retryable() => {
+                    self.breaker.record_failure();
+                    return Err(if timed_out {
+                        PaymentError::Timeout
+                    } else {
+                        error
+                    });
                 }
-                other => return other,
+                answered => {
+                    self.breaker.record_success();
+                    return answered;
+                }
             }
         }
     }

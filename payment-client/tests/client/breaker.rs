@@ -12,11 +12,11 @@ use crate::helpers::{charge_request, config, provider, DeadProvider, Simulator};
 
 const COOLDOWN: Duration = Duration::from_millis(400);
 
-/// Two attempts per call, open after four failures with no success among them.
+/// Two attempts per call, open after two failed calls with no success among them.
 fn breaker_config(url: &str) -> ProviderConfig {
     ProviderConfig {
         max_attempts: 2,
-        breaker_failures: 4,
+        breaker_failures: 2,
         breaker_cooldown_ms: u64::try_from(COOLDOWN.as_millis()).unwrap(),
         ..config(url)
     }
@@ -109,4 +109,47 @@ async fn failed_probes_open_the_circuit_again() {
         "{error:?}"
     );
     assert!(started.elapsed() < Duration::from_millis(50));
+}
+
+/// Regression (chaos run, seed 4): the breaker counted attempts, and the
+/// retries of the requests the provider kept failing (cards it holds, then
+/// answers 504) made up 80 % of them with the provider healthy, so it
+/// opened about ten times a minute. A call now counts once, with its
+/// retries: two failed attempts of a call that then succeeds are one success.
+#[tokio::test]
+async fn retries_of_one_request_count_as_one_call() {
+    let simulator = Simulator::spawn(Behaviour::default()).await;
+    let client = provider(ProviderConfig {
+        max_attempts: 3,
+        ..breaker_config(&simulator.url())
+    });
+
+    let charge = client
+        .charge(&charge_request("tok_flaky", 100))
+        .await
+        .expect("the third attempt succeeds");
+    assert_eq!(charge.status, ChargeStatus::Captured);
+    assert_eq!(simulator.seen().len(), 3);
+    assert_eq!(
+        client.breaker_state(),
+        BreakerState::Closed,
+        "two failed attempts, one successful call"
+    );
+}
+
+#[tokio::test]
+async fn a_call_that_fails_all_its_attempts_counts_as_one_failure() {
+    let down = DeadProvider::start().await;
+    let client = provider(breaker_config(&down.url()));
+    let request = charge_request("tok_visa", 100);
+
+    client.charge(&request).await.expect_err("down");
+    assert_eq!(down.connections(), 2, "both attempts made");
+    assert_eq!(
+        client.breaker_state(),
+        BreakerState::Closed,
+        "one failed call of the two that open it"
+    );
+    client.charge(&request).await.expect_err("down");
+    assert_eq!(client.breaker_state(), BreakerState::Open);
 }
