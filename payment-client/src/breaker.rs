@@ -413,7 +413,7 @@ mod tests {
     /// and the workload's mix of cards (some it holds and then fails, some
     /// it fails twice before charging), runs of five failures in a row came
     /// several times a minute, and a breaker that opened on them was open
-    /// about half the time: 253 openings of 5 s in 1218 s on two workers
+    /// about half the time: 247 openings of 5 s in 1218 s on two workers
     /// outside the gateway outages, good cards' charges failed fast behind
     /// them. The mix below has runs of up to
     /// six failures and 45 % failures overall; it must never open.
