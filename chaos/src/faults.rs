@@ -72,6 +72,16 @@ pub struct Schedule {
     pub kinds: Vec<FaultKind>,
 }
 
+/// What [`inject`] did: the faults injected, and those it could not inject.
+pub struct Injected {
+    /// The faults injected, in order.
+    pub faults: Vec<Fault>,
+    /// Faults that could not be injected (e.g. a Postgres the run did not
+    /// start cannot be crashed by `infra/postgres.sh`): each fails the run,
+    /// since its figures would claim a recovery from a fault that never came.
+    pub not_injected: Vec<String>,
+}
+
 /// Injects faults until `stop` and the end of a round of kinds, waiting
 /// for recovery after each.
 pub async fn inject(
@@ -80,9 +90,10 @@ pub async fn inject(
     canary_product: Uuid,
     started: Instant,
     stop: CancellationToken,
-) -> Vec<Fault> {
+) -> Injected {
     let mut plan = Plan::new(schedule.seed);
     let mut faults = Vec::new();
+    let mut not_injected = Vec::new();
     loop {
         // Past the run's length, a round of kinds still under way is finished,
         // so every kind asked for is injected at least once.
@@ -98,8 +109,17 @@ pub async fn inject(
             continue;
         };
         let at = started.elapsed();
-        let Some((target, lasted)) = apply(system, schedule, kind, &mut plan).await else {
-            continue;
+        let (target, lasted) = match apply(system, schedule, kind, &mut plan).await {
+            Applied::Done(target, lasted) => (target, lasted),
+            Applied::NoTarget => continue,
+            Applied::Failed(reason) => {
+                eprintln!(
+                    "chaos: {kind:?} at {:.1}s NOT injected: {reason}",
+                    at.as_secs_f64()
+                );
+                not_injected.push(format!("{kind:?}: {reason}"));
+                continue;
+            }
         };
         let recovered = canary(system, canary_product, Duration::from_secs(120)).await;
         let fault = Fault {
@@ -122,7 +142,10 @@ pub async fn inject(
         );
         faults.push(fault);
     }
-    faults
+    Injected {
+        faults,
+        not_injected,
+    }
 }
 
 /// The seeded choices of a schedule: which kind comes next (every kind
@@ -178,20 +201,28 @@ impl Plan {
     }
 }
 
-/// Applies one fault and returns its target and how long it lasted, or
-/// None if it had no target (e.g. no relay was leader at that moment).
-async fn apply(
-    system: &System,
-    schedule: &Schedule,
-    kind: FaultKind,
-    plan: &mut Plan,
-) -> Option<(String, Duration)> {
+/// The result of applying one fault.
+enum Applied {
+    /// Applied to this target, for this long.
+    Done(String, Duration),
+    /// Nothing to apply it to at that moment (e.g. no relay was leader).
+    NoTarget,
+    /// It could not be applied.
+    Failed(String),
+}
+
+/// Applies one fault.
+async fn apply(system: &System, schedule: &Schedule, kind: FaultKind, plan: &mut Plan) -> Applied {
     let begun = Instant::now();
     let target = match kind {
         FaultKind::Kill | FaultKind::Pause => {
             let instances = system.instances();
-            let name = plan.victim(kind, instances.keys())?;
-            let pid = *instances.get(&name)?;
+            let Some(name) = plan.victim(kind, instances.keys()) else {
+                return Applied::NoTarget;
+            };
+            let Some(&pid) = instances.get(&name) else {
+                return Applied::NoTarget;
+            };
             if kind == FaultKind::Kill {
                 signal(pid, "KILL");
             } else {
@@ -202,24 +233,32 @@ async fn apply(
             name
         }
         FaultKind::LeaderPause => {
-            let leader = system.relay_leader().await?;
-            let pid = *system.instances().get(&leader)?;
+            let Some(leader) = system.relay_leader().await else {
+                return Applied::NoTarget;
+            };
+            let Some(&pid) = system.instances().get(&leader) else {
+                return Applied::NoTarget;
+            };
             signal(pid, "STOP");
             tokio::time::sleep(schedule.leader_pause).await;
             signal(pid, "CONT");
             leader
         }
-        FaultKind::PostgresCrash => {
-            infra(&schedule.repo, "postgres.sh", "crash").await;
-            tokio::time::sleep(plan.seconds(1.0, 4.0)).await;
-            infra(&schedule.repo, "postgres.sh", "up").await;
-            "postgres".to_owned()
-        }
-        FaultKind::KafkaCrash => {
-            infra(&schedule.repo, "kafka.sh", "crash").await;
-            tokio::time::sleep(plan.seconds(1.0, 4.0)).await;
-            infra(&schedule.repo, "kafka.sh", "up").await;
-            "kafka".to_owned()
+        FaultKind::PostgresCrash | FaultKind::KafkaCrash => {
+            let (script, target) = if kind == FaultKind::PostgresCrash {
+                ("postgres.sh", "postgres")
+            } else {
+                ("kafka.sh", "kafka")
+            };
+            let down = plan.seconds(1.0, 4.0);
+            if !infra(&schedule.repo, script, "crash").await {
+                return Applied::Failed(format!(
+                    "`infra/{script} crash` failed (a server this checkout's infra/ did not start cannot be crashed)"
+                ));
+            }
+            tokio::time::sleep(down).await;
+            infra(&schedule.repo, script, "up").await;
+            target.to_owned()
         }
         FaultKind::GatewayOutage => {
             system.gateway_proxy.cut();
@@ -228,12 +267,11 @@ async fn apply(
             "gateway".to_owned()
         }
     };
-    Some((target, begun.elapsed()))
+    Applied::Done(target, begun.elapsed())
 }
 
-/// Runs `infra/<script> <action>`, logging a failure (the run goes on: the
-/// next canary shows whether the system recovered).
-async fn infra(repo: &Path, script: &str, action: &str) {
+/// Runs `infra/<script> <action>`; false (and logged) if it failed.
+async fn infra(repo: &Path, script: &str, action: &str) -> bool {
     let status = tokio::process::Command::new("bash")
         .arg(repo.join("infra").join(script))
         .arg(action)
@@ -243,9 +281,11 @@ async fn infra(repo: &Path, script: &str, action: &str) {
         .stderr(std::process::Stdio::null())
         .status()
         .await;
-    if !status.is_ok_and(|s| s.success()) {
+    let ok = status.is_ok_and(|s| s.success());
+    if !ok {
         eprintln!("chaos: `infra/{script} {action}` failed");
     }
+    ok
 }
 
 /// Places an order that must capture and waits until it is CONFIRMED in the

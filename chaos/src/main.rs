@@ -180,7 +180,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         "chaos: workload running; a canary order took {} to be CONFIRMED with no fault (recovery times below include this)",
         baseline.map_or("(over 60 s)".into(), |d| format!("{:.1}s", d.as_secs_f64()))
     );
-    let faults = faults::inject(&system, &schedule, canary_product, started, stop.clone()).await;
+    let faults::Injected {
+        faults,
+        not_injected,
+    } = faults::inject(&system, &schedule, canary_product, started, stop.clone()).await;
     stop_after.abort();
     load_stop.cancel();
     load.await.context("workload task")?;
@@ -238,17 +241,22 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         "recovery_by_kind": summary.iter().map(|(kind, (count, p50, max))| json!({"kind": kind, "count": count, "p50_s": p50, "max_s": max})).collect::<Vec<_>>(),
         "drain_s": drained.elapsed().as_secs_f64(),
         "violations": audit.violations,
+        "not_injected": not_injected,
     });
     std::fs::write(
         out_dir.join("summary.json"),
         serde_json::to_string_pretty(&document)?,
     )?;
     system.stop().await?;
-    let passed = audit.violations.is_empty();
+    for fault in &not_injected {
+        println!("chaos: a fault was NOT injected: {fault}");
+    }
+    let passed = audit.violations.is_empty() && not_injected.is_empty();
     println!(
-        "chaos: seed {seed}: {} ({} violations); summary in {}",
+        "chaos: seed {seed}: {} ({} violations, {} faults not injected); summary in {}",
         if passed { "PASSED" } else { "FAILED" },
         audit.violations.len(),
+        not_injected.len(),
         out_dir.join("summary.json").display()
     );
     Ok(passed)
